@@ -28,7 +28,14 @@ def _add_info_parser(subparsers):
 
 
 def _run_info(args):
-    raise NotImplementedError  # Filled in by fer_utils.data work.
+    from fer_utils import data
+
+    dataset = data.load_dataset(args.data, cache=not args.no_cache, progress=True)
+    table = data.dataset_summary(dataset)
+    print(f"Dataset: {args.data}")
+    print(f"Fingerprint: {data.dataset_fingerprint(args.data)}")
+    print(table.to_string())
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -37,11 +44,21 @@ def _run_info(args):
 def _add_demo_data_parser(subparsers):
     parser = subparsers.add_parser("demo-data", help="Write the procedurally drawn demo dataset.")
     parser.add_argument("out", help="Folder to write train/<class>/*.png and test/<class>/*.png into.")
+    parser.add_argument("--per-class", type=int, default=None,
+                        help="Average training images per class (default 60; FER2013's class proportions).")
+    parser.add_argument("--seed", type=int, default=0, help="Random seed; the same seed gives the same images.")
+    parser.add_argument("--overwrite", action="store_true", help="Write into a folder that already has splits.")
     parser.set_defaults(handler=_run_demo_data)
 
 
 def _run_demo_data(args):
-    raise NotImplementedError  # Filled in by fer_utils.data work.
+    from fer_utils import data
+
+    out = data.make_demo_dataset(args.out, per_class=args.per_class, seed=args.seed, overwrite=args.overwrite)
+    dataset = data.load_dataset(out, cache=False, progress=False)
+    print(f"Wrote the demo dataset to {out}")
+    print(data.dataset_summary(dataset).to_string())
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,11 +78,33 @@ def _run_train(args):
 # ---------------------------------------------------------------------------------------------
 def _add_evaluate_parser(subparsers):
     parser = subparsers.add_parser("evaluate", help="Evaluate a saved model on a labelled split.")
+    parser.add_argument("--model", required=True, help="Run folder (holding model.keras) or a .keras file.")
+    parser.add_argument("--data", required=True, help="Dataset root, fer2013.csv, or a single labelled split folder.")
+    parser.add_argument("--split", default="test", help="Split of a dataset root to evaluate on (default: test).")
+    parser.add_argument("--tta", action="store_true", help="Average the predictions on each face and its mirror image.")
+    parser.add_argument("--json", metavar="OUT", help="Also write the metrics, per-class scores and confusion matrix here.")
+    parser.add_argument("--batch-size", type=int, default=256, help="Images per prediction batch (default 256).")
+    parser.add_argument("--n-boot", type=int, default=1000, help="Bootstrap resamples for the 95%% CIs (0: none).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap resampling (default 0).")
+    parser.add_argument("--no-cache", action="store_true", help="Do not read or write the decoded-image cache.")
     parser.set_defaults(handler=_run_evaluate)
 
 
 def _run_evaluate(args):
-    raise NotImplementedError
+    from fer_utils import data, evaluation
+    from fer_utils.runs import atomic_write_json
+
+    split = data.load_labelled(args.data, split=args.split, cache=not args.no_cache, progress=True)
+    result = evaluation.evaluate_model(
+        args.model, split, tta=args.tta, batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed
+    )
+    print(f"Data: {split.source or args.data}")
+    print(evaluation.format_report(result))
+    if args.json:
+        payload = {"model": str(args.model), "data": str(args.data), "split": args.split, **result.to_dict()}
+        atomic_write_json(args.json, payload)
+        print(f"Wrote {args.json}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,11 +112,33 @@ def _run_evaluate(args):
 # ---------------------------------------------------------------------------------------------
 def _add_compare_parser(subparsers):
     parser = subparsers.add_parser("compare", help="Compare several runs (and their ensemble).")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                        help="Run folders, .keras files, or a folder holding run folders.")
+    parser.add_argument("--data", required=True, help="Dataset root, fer2013.csv, or a single labelled split folder.")
+    parser.add_argument("--split", default="test", help="Split of a dataset root to evaluate on (default: test).")
+    parser.add_argument("--out", required=True, help="Folder for summary.md, summary.json and the figures.")
+    parser.add_argument("--tta", action="store_true", help="Average the predictions on each face and its mirror image.")
+    parser.add_argument("--no-ensemble", action="store_true", help="Do not add the average of all runs as a model.")
+    parser.add_argument("--batch-size", type=int, default=256, help="Images per prediction batch (default 256).")
+    parser.add_argument("--n-boot", type=int, default=1000, help="Bootstrap resamples for the 95%% CIs (0: none).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap resampling (default 0).")
+    parser.add_argument("--gradcam-images", type=int, default=7, help="Faces per Grad-CAM figure (0: no Grad-CAM).")
+    parser.add_argument("--no-cache", action="store_true", help="Do not read or write the decoded-image cache.")
     parser.set_defaults(handler=_run_compare)
 
 
 def _run_compare(args):
-    raise NotImplementedError
+    from fer_utils import data, evaluation
+
+    split = data.load_labelled(args.data, split=args.split, cache=not args.no_cache, progress=True)
+    _, results = evaluation.compare_runs(
+        args.runs, split, args.out, tta=args.tta, n_boot=args.n_boot, seed=args.seed,
+        include_ensemble=not args.no_ensemble, batch_size=args.batch_size, gradcam_images=args.gradcam_images,
+    )
+    print(f"Data: {split.source or args.data} ({len(split)} images)")
+    print(evaluation.formatted_summary(list(results.values())).to_string(index=False))
+    print(f"Wrote summary.md, summary.json and the figures to {args.out}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,230 @@
+"""The built-in demo dataset: procedurally drawn 48x48 grayscale faces for the 7 expressions.
+
+No FER2013 image ships with the project. Instead, this module draws cartoon faces whose brows, eyes
+and mouth follow each expression (V-shaped brows for anger, a raised upper lip and wrinkled nose for
+disgust, raised brows with a stretched open mouth for fear, a smile for happiness, inner-raised brows
+and a frown for sadness, an open "O" mouth for surprise), blended with a neutral face by a random
+intensity. Random pose, scale, lighting, blur and noise make it learnable but not trivial.
+
+Class sizes follow FER2013's training proportions (disgust is rare). The layout is Kaggle's msambare
+one, `OUT/{train,test}/<class>/*.png`, so it goes through exactly the same loader as real data.
+Everything is deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fer_utils import CLASS_NAMES
+
+# FER2013 training-set counts per class, in CLASS_NAMES order, used for the class proportions.
+FER2013_TRAIN_COUNTS = {
+    "angry": 3995,
+    "disgust": 436,
+    "fear": 4097,
+    "happy": 7215,
+    "sad": 4830,
+    "surprise": 3171,
+    "neutral": 4965,
+}
+DEFAULT_PER_CLASS = 60
+DEFAULT_TEST_FRACTION = 0.25
+MIN_PER_CLASS = 6
+_SCALE = 4  # Faces are drawn at 4x resolution and downsampled, which anti-aliases the strokes.
+_CANVAS = 48 * _SCALE
+
+# Expression deltas relative to the neutral face. Keys:
+#   brow_raise   both brows up (+) or down (-), in canvas pixels at 4x
+#   brow_tilt    inner ends up (+, worry) or down (-, anger)
+#   eye_open     multiplier on eye height
+#   mouth_curve  corners up (+, smile) or down (-, frown), in canvas pixels
+#   mouth_open   0 closed .. 1 wide open
+#   mouth_width  multiplier on mouth width
+#   wrinkle      nose wrinkle strength (disgust)
+#   asymmetry    one mouth corner raised (disgust sneer)
+_EXPRESSIONS = {
+    "neutral": {},
+    "happy": {"mouth_curve": 16, "mouth_open": 0.25, "eye_open": -0.25, "mouth_width": 0.15},
+    "sad": {"brow_tilt": 12, "mouth_curve": -12, "eye_open": -0.2, "mouth_width": -0.15},
+    "angry": {"brow_raise": -6, "brow_tilt": -14, "eye_open": -0.3, "mouth_curve": -4, "mouth_width": -0.2},
+    "surprise": {"brow_raise": 14, "eye_open": 0.6, "mouth_open": 1.0, "mouth_width": -0.4},
+    "fear": {"brow_raise": 9, "brow_tilt": 9, "eye_open": 0.5, "mouth_open": 0.45, "mouth_curve": -5, "mouth_width": 0.2},
+    "disgust": {"brow_tilt": -7, "eye_open": -0.35, "wrinkle": 1.0, "asymmetry": 9, "mouth_curve": -5, "mouth_open": 0.15},
+}
+
+
+def class_counts(per_class: int, fraction: float = 1.0) -> dict[str, int]:
+    """Images per class for an average class size of `per_class`, in FER2013's proportions."""
+    if per_class < MIN_PER_CLASS:
+        raise ValueError(f"per_class must be at least {MIN_PER_CLASS}, got {per_class}.")
+    total = sum(FER2013_TRAIN_COUNTS.values())
+    return {
+        name: max(MIN_PER_CLASS // 2 if fraction < 1 else MIN_PER_CLASS,
+                  int(round(per_class * len(CLASS_NAMES) * count / total * fraction)))
+        for name, count in FER2013_TRAIN_COUNTS.items()
+    }
+
+
+def draw_face(expression: str, rng: np.random.Generator) -> np.ndarray:
+    """Draw one 48x48 uint8 face showing `expression` with random identity, pose and lighting."""
+    import cv2
+
+    if expression not in _EXPRESSIONS:
+        raise ValueError(f"Unknown expression '{expression}'; choose one of {list(CLASS_NAMES)}.")
+    intensity = rng.uniform(0.3, 1.0)
+    params = {key: intensity * value for key, value in _EXPRESSIONS[expression].items()}
+
+    def param(name: str, jitter: float) -> float:
+        return params.get(name, 0.0) + rng.normal(0.0, jitter)
+
+    canvas = np.zeros((_CANVAS, _CANVAS), dtype=np.float32)
+    # Background: a random level with a random linear gradient.
+    yy, xx = np.mgrid[0:_CANVAS, 0:_CANVAS].astype(np.float32) / _CANVAS
+    canvas += rng.uniform(20, 140) + rng.uniform(-40, 40) * xx + rng.uniform(-40, 40) * yy
+
+    center_x, center_y = _CANVAS // 2, int(_CANVAS * 0.52)
+    face_w, face_h = int(rng.uniform(56, 68)), int(rng.uniform(72, 84))
+    skin = rng.uniform(120, 215)
+    hair = rng.uniform(10, 90)
+    cv2.ellipse(canvas, (center_x, center_y - face_h // 2), (face_w + 4, int(face_h * 0.6)), 0, 180, 360, hair, -1)
+    cv2.ellipse(canvas, (center_x, center_y), (face_w, face_h), 0, 0, 360, skin, -1)
+
+    dark = skin * rng.uniform(0.15, 0.4)
+    eye_y = center_y - int(face_h * 0.18) + int(rng.normal(0, 2))
+    eye_dx = int(face_w * 0.42)
+    eye_h = max(2.0, 7.0 * (1.0 + param("eye_open", 0.08)))
+    for side in (-1, 1):
+        eye_x = center_x + side * eye_dx
+        cv2.ellipse(canvas, (eye_x, eye_y), (11, int(eye_h)), 0, 0, 360, min(255.0, skin + 30), -1)
+        cv2.circle(canvas, (eye_x, eye_y), max(2, min(5, int(eye_h * 0.7))), dark, -1)
+        # Brow: the inner end moves with brow_tilt, both ends with brow_raise.
+        brow_y = eye_y - 16 - param("brow_raise", 1.5)
+        tilt = param("brow_tilt", 1.5)
+        inner = (eye_x - side * 12, int(brow_y - tilt))
+        outer = (eye_x + side * 14, int(brow_y + tilt * 0.3))
+        cv2.line(canvas, inner, outer, dark, int(rng.uniform(4, 7)))
+
+    # Nose, with wrinkles for disgust.
+    nose_y = center_y + int(face_h * 0.12)
+    cv2.line(canvas, (center_x, eye_y + 6), (center_x - 4, nose_y), skin * 0.7, 3)
+    cv2.line(canvas, (center_x - 8, nose_y), (center_x + 6, nose_y), skin * 0.6, 3)
+    wrinkle = param("wrinkle", 0.05)
+    if wrinkle > 0.3:
+        for offset in (-10, 10):
+            cv2.line(canvas, (center_x + offset, eye_y + 4), (center_x + offset // 2, eye_y + 14), skin * 0.55, 2)
+
+    _draw_mouth(canvas, center_x, center_y + int(face_h * 0.48), param, dark, skin)
+
+    # Pose: rotation, scale and shift of the whole face.
+    matrix = cv2.getRotationMatrix2D(
+        (center_x, center_y), rng.uniform(-12, 12), rng.uniform(0.85, 1.12)
+    )
+    matrix[:, 2] += rng.uniform(-8, 8, size=2)
+    canvas = cv2.warpAffine(canvas, matrix, (_CANVAS, _CANVAS), borderMode=cv2.BORDER_REFLECT)
+
+    # Lighting, resolution, blur and sensor noise.
+    canvas = canvas * rng.uniform(0.7, 1.25) + rng.uniform(-25, 25)
+    canvas += (rng.uniform(-35, 35) * (xx - 0.5)).astype(np.float32)
+    image = cv2.resize(canvas, (48, 48), interpolation=cv2.INTER_AREA)
+    sigma = rng.uniform(0.0, 1.0)
+    if sigma > 0.3:
+        image = cv2.GaussianBlur(image, (0, 0), sigma)
+    image += rng.normal(0, rng.uniform(2, 10), size=image.shape).astype(np.float32)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def _draw_mouth(canvas, center_x, mouth_y, param, dark, skin):
+    import cv2
+
+    half_width = 22.0 * (1.0 + param("mouth_width", 0.05))
+    curve = param("mouth_curve", 1.5)
+    opening = max(0.0, param("mouth_open", 0.04))
+    asymmetry = param("asymmetry", 1.0)
+    xs = np.linspace(-1.0, 1.0, 21)
+    # Corners rise with a positive curve (a smile); one corner rises further with asymmetry (a sneer).
+    middle = mouth_y - curve * xs**2 - asymmetry * np.clip(xs, 0, None)
+    upper = middle - opening * 6.0 * (1 - xs**2)
+    lower = middle + opening * 18.0 * (1 - xs**2)
+    points_x = center_x + half_width * xs
+    if opening > 0.08:
+        polygon = np.concatenate([np.stack([points_x, upper], 1), np.stack([points_x, lower], 1)[::-1]])
+        cv2.fillPoly(canvas, [np.rint(polygon).astype(np.int32)], dark)
+    line = np.rint(np.stack([points_x, middle], 1)).astype(np.int32)
+    cv2.polylines(canvas, [line], False, skin * 0.35, 4)
+
+
+def make_demo_dataset(
+    out_dir: str | os.PathLike,
+    per_class: int | None = None,
+    seed: int = 0,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    overwrite: bool = False,
+) -> Path:
+    """Write the demo dataset as `out_dir/{train,test}/<class>/demo_<split>_<n>.png` and return `out_dir`.
+
+    Args:
+        out_dir: the dataset root to create.
+        per_class: average number of training images per class (default 60); classes follow FER2013's
+            proportions, so `happy` gets about 2.5x and `disgust` about a quarter of that, at least 6.
+        seed: the same seed always produces the same images.
+        test_fraction: size of the test split relative to train.
+        overwrite: allow writing into a folder that already holds a dataset. Files are only ever
+            written under `out_dir/train` and `out_dir/test`; nothing else is touched.
+
+    Raises:
+        ValueError: bad sizes, or `out_dir` already holds train/ or test/ and `overwrite` is False.
+    """
+    import cv2
+
+    per_class = DEFAULT_PER_CLASS if per_class is None else int(per_class)
+    if not 0.0 < test_fraction <= 1.0:
+        raise ValueError(f"test_fraction must lie in (0, 1], got {test_fraction}.")
+    out_dir = Path(out_dir)
+    existing = [name for name in ("train", "test") if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise ValueError(
+            f"'{out_dir}' already has {existing}; refusing to write over it. Choose an empty folder "
+            "or pass overwrite=True (--overwrite)."
+        )
+    rng = np.random.default_rng(seed)
+    for split, fraction in (("train", 1.0), ("test", test_fraction)):
+        for name, count in class_counts(per_class, fraction).items():
+            folder = out_dir / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                image = draw_face(name, rng)
+                if not cv2.imwrite(str(folder / f"demo_{split}_{index:05d}.png"), image):
+                    raise OSError(f"Could not write an image into '{folder}'.")
+    return out_dir
+
+
+def demo_dataset_path(seed: int = 0, per_class: int | None = None, cache_dir=None) -> Path:
+    """Return the demo dataset's folder in the cache, generating it on first use."""
+    from fer_utils.data import default_cache_dir
+
+    per_class = DEFAULT_PER_CLASS if per_class is None else int(per_class)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    try:
+        return _materialise_demo(root, seed, per_class)
+    except OSError:
+        # An unwritable cache (read-only home, say) falls back to the system's temporary folder.
+        import tempfile
+
+        return _materialise_demo(Path(tempfile.gettempdir()) / "fer_utils", seed, per_class)
+
+
+def _materialise_demo(root: Path, seed: int, per_class: int) -> Path:
+    out_dir = root / f"demo-seed{seed}-n{per_class}"
+    if not (out_dir / ".complete").is_file():
+        staging = root / f".demo-seed{seed}-n{per_class}.partial-{os.getpid()}"
+        make_demo_dataset(staging, per_class=per_class, seed=seed, overwrite=True)
+        (staging / ".complete").write_text("ok\n")
+        if out_dir.exists():
+            import shutil
+
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    return out_dir
