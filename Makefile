@@ -1,12 +1,12 @@
-# One-command entry points. `make demo` and `make test` both set everything up from a clean clone
-# (only Python >= 3.11 is needed) and then run the demo pipeline or the whole test suite.
+# One-command entry points. `make demo` and `make test` each set everything up from a clean clone
+# (only Python >= 3.11 and make are needed) and then run the demo pipeline or the whole test suite.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test unit nbval notebooks clean
+.PHONY: setup demo test unit nbval notebooks benchmarks clean
 
 setup: $(STAMP)
 
@@ -16,11 +16,29 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# Command 1: run the notebook series headless on the built-in demo data (smoke settings).
+# Executed notebooks, run folders and the comparison summary land in outputs/demo/.
+demo: setup
+	FER_SMOKE=1 $(PY) tools/run_notebooks.py --out outputs/demo
+
+# Command 2: the whole test suite: unit tests, then nbval over the notebooks in order.
+# The notebooks write their run folders into a fresh temporary folder, so no earlier run is reused.
+NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
+
 test: setup
-	$(PY) -m pytest tests
+	runs=$$(mktemp -d) && FER_SMOKE=1 FER_RUNS_DIR=$$runs $(PY) -m pytest tests notebooks $(NBVAL); \
+	status=$$?; rm -rf "$$runs"; exit $$status
 
 unit: setup
-	$(PY) -m pytest tests -m "not notebooks"
+	$(PY) -m pytest tests
+
+nbval: setup
+	runs=$$(mktemp -d) && FER_SMOKE=1 FER_RUNS_DIR=$$runs $(PY) -m pytest notebooks $(NBVAL); \
+	status=$$?; rm -rf "$$runs"; exit $$status
+
+# Re-execute the committed notebooks in place on demo data (smoke settings), in order.
+notebooks: setup
+	FER_SMOKE=1 $(PY) tools/run_notebooks.py --inplace
 
 clean:
 	rm -rf $(VENV) outputs runs notebooks/runs .pytest_cache

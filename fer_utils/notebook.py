@@ -1,0 +1,127 @@
+"""What the notebooks' single setup cell calls: seeds, data discovery, and a report of the environment.
+
+Every notebook starts with a parameters cell and then one setup cell:
+
+    from fer_utils import notebook
+    context = notebook.setup(data=DATA, seed=SEED)
+
+`setup` sets the seeds, finds the dataset (real FER2013 when it is present, else the demo dataset with a
+visible notice), and prints the library versions, the Keras backend and the device, so that every
+executed notebook records what it ran on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+
+SMOKE_VARIABLE = "FER_SMOKE"
+RUNS_VARIABLE = "FER_RUNS_DIR"
+
+
+@dataclasses.dataclass(frozen=True)
+class NotebookContext:
+    """What the setup cell found: where the data and the runs are, and what the notebook runs on."""
+
+    data: "object"  # fer_utils.data.DatasetLocation
+    runs_dir: Path
+    platform: str
+    device: dict
+    seed: int
+
+    @property
+    def data_path(self) -> Path:
+        return self.data.path
+
+    @property
+    def is_demo(self) -> bool:
+        return self.data.is_demo
+
+
+def smoke_mode() -> bool:
+    """True when `FER_SMOKE=1`: CI and `make demo` run the notebooks with tiny settings."""
+    return os.environ.get(SMOKE_VARIABLE, "").strip().lower() in {"1", "true", "yes"}
+
+
+def default_runs_dir() -> Path:
+    """Where training notebooks write run folders and notebook 05 reads them: `$FER_RUNS_DIR` or `./runs`."""
+    return Path(os.environ.get(RUNS_VARIABLE) or "runs")
+
+
+def locate_data(data=None):
+    """Resolve a notebook's `DATA` parameter: None discovers, "demo" forces the demo dataset, else a path."""
+    from fer_utils import data as data_module
+
+    if isinstance(data, str) and data.strip().lower() == "demo":
+        return data_module.DatasetLocation(data_module.demo_dataset_path(), "demo")
+    with warnings.catch_warnings():
+        # The notebook shows its own notice for demo data; the console warning would repeat it in red.
+        warnings.simplefilter("ignore", UserWarning)
+        return data_module.find_dataset(data)
+
+
+def setup(data=None, seed: int = 42, runs_dir=None, quiet: bool = False) -> NotebookContext:
+    """Set seeds, find the data, and print the environment. Returns a `NotebookContext`."""
+    from fer_utils import environment
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    environment.set_seeds(seed)
+    location = locate_data(data)
+    context = NotebookContext(
+        data=location,
+        runs_dir=Path(runs_dir) if runs_dir is not None else default_runs_dir(),
+        platform=environment.platform_name(),
+        device=environment.device_summary(),
+        seed=seed,
+    )
+    _show_figures_inline()
+    if not quiet:
+        print(describe(context))
+        if location.is_demo:
+            _show_demo_notice(location.path)
+    return context
+
+
+def describe(context: NotebookContext) -> str:
+    """A few lines naming versions, backend, device, platform, data and seed."""
+    from fer_utils import environment
+
+    versions = environment.library_versions()
+    libraries = " | ".join(f"{name} {version}" for name, version in versions.items() if version)
+    return "\n".join(
+        [
+            libraries,
+            f"Keras backend: {context.device.get('backend')} | device: {context.device.get('device')}"
+            f" | platform: {context.platform}",
+            f"Data: {context.data.path} (found via {context.data.source})",
+            f"Runs folder: {context.runs_dir} | seed: {context.seed} | smoke mode: {smoke_mode()}",
+        ]
+    )
+
+
+def _show_figures_inline() -> None:
+    """Display returned matplotlib Figures as images in Jupyter (fer_utils.plots returns Figures)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell":
+        shell.run_line_magic("matplotlib", "inline")
+
+
+def _show_demo_notice(path: Path) -> None:
+    message = (
+        "**Demo data.** FER2013 was not found, so this notebook runs on the built-in demo dataset of "
+        "procedurally drawn faces. Every number below describes those drawings, not real faces. "
+        "To use FER2013, set `DATA` in the parameters cell (or `FER_DATA_DIR`), put it in "
+        "`./data/fer2013`, or attach `msambare/fer2013` on Kaggle."
+    )
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown("> ⚠️ " + message))
+    except ImportError:
+        print("WARNING: " + message.replace("**", "").replace("`", ""))
