@@ -162,7 +162,9 @@ def load_run(path: str | os.PathLike, compile: bool = False) -> Run:
     config = _read_json(run_dir / CONFIG_FILE, default={})
     val_metrics = _read_json(run_dir / VAL_METRICS_FILE, default={})
     history_path = run_dir / HISTORY_FILE
-    history = pd.read_csv(history_path) if history_path.is_file() and history_path.stat().st_size else pd.DataFrame()
+    history = pd.DataFrame()
+    if history_path.is_file() and history_path.read_text(encoding="utf-8").strip():
+        history = pd.read_csv(history_path)
 
     # safe_mode stays on (the default): only built-in, registered layers are deserialized.
     model = keras.models.load_model(model_path, compile=compile)

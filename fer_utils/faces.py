@@ -1,0 +1,582 @@
+"""Faces in photos and video: detect, crop to the models' 48x48 input, classify and draw.
+
+The detector is OpenCV's frontal-face Haar cascade, whose XML model ships inside the
+`opencv-python-headless` wheel (`cv2.data.haarcascades`), so nothing is downloaded at run time.
+OpenCV 5 moved the Haar cascades out of its pip wheels, so this module needs OpenCV 4
+(`opencv-python-headless>=4.9,<5`); `detect_faces` says so clearly when the cascade is missing.
+
+A saved model does its own preprocessing (see `fer_utils.models`), so `crop_faces` hands it raw
+grayscale pixels 0..255 at 48x48, exactly the format of FER2013, and nothing else.
+
+Colour images are RGB throughout, as returned by `load_image`; OpenCV's BGR order only appears
+inside the functions that read and write files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from fer_utils import CLASS_NAMES
+
+FACE_SIZE = 48
+CASCADE_FILE = "haarcascade_frontalface_default.xml"
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+SAMPLE_PHOTO = "grace_hopper.jpg"
+# Where the Haar cascade finds Grace Hopper's face in matplotlib's sample photo (x, y, w, h). The test
+# video pastes this crop, so writing it does not depend on the detector it is meant to test.
+_SAMPLE_FACE_BOX = (155, 105, 222, 222)
+# Box and text colour (RGB) of `annotate`.
+DEFAULT_COLOR = (40, 220, 90)
+
+
+@dataclasses.dataclass(frozen=True)
+class FacePrediction:
+    """One detected face and the model's verdict on it.
+
+    Attributes:
+        box: (x, y, width, height) of the face in image pixels.
+        label: the most probable class name.
+        confidence: the probability of `label`.
+        probabilities: float array of shape (num_classes,), in the model's class order.
+    """
+
+    box: tuple[int, int, int, int]
+    label: str
+    confidence: float
+    probabilities: np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+def sample_photo_path() -> Path:
+    """Path of `grace_hopper.jpg`, the public-domain portrait that ships with matplotlib."""
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / SAMPLE_PHOTO
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"matplotlib's sample photo is missing at '{path}'. Reinstall matplotlib "
+            "(pip install --force-reinstall matplotlib) or pass another photo."
+        )
+    return path
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as an RGB uint8 array of shape (height, width, 3).
+
+    Grayscale and 16-bit files are converted; the EXIF orientation of photos is applied.
+
+    Raises:
+        FileNotFoundError: there is no file at `path`.
+        ValueError: the file is not an image OpenCV can decode.
+    """
+    import cv2
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"No image file at '{path}'. Check the path.")
+    # np.fromfile + imdecode also handles non-ASCII paths, which cv2.imread does not on every platform.
+    raw = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw.size else None
+    if image is None:
+        raise ValueError(
+            f"Cannot decode '{path}' as an image. Pass a photo in a common format (JPEG, PNG, BMP, TIFF, WebP)."
+        )
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write an RGB (or grayscale) uint8 image; the format follows the file's suffix."""
+    import cv2
+
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"Cannot write an image to '{path}': use one of the suffixes {list(IMAGE_SUFFIXES)}.")
+    image = _check_image(image)
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"Could not write the image '{path}'. Check that its folder is writable.")
+    return path
+
+
+def _check_image(image) -> np.ndarray:
+    """Validate an image array: uint8, (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(
+            f"Expected a uint8 image (pixel values 0..255), got dtype {image.dtype}. "
+            "Use load_image, or convert with (image * 255).astype(np.uint8) for images in 0..1."
+        )
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ValueError(
+            f"Expected an image of shape (height, width) or (height, width, 1|3|4), got {image.shape}."
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"The image is empty (shape {image.shape}).")
+    return image
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """A 2-D uint8 grayscale copy of an RGB, RGBA or grayscale image."""
+    import cv2
+
+    image = _check_image(image)
+    if image.ndim == 2:
+        return image
+    if image.shape[2] == 1:
+        return image[:, :, 0]
+    code = cv2.COLOR_RGB2GRAY if image.shape[2] == 3 else cv2.COLOR_RGBA2GRAY
+    return cv2.cvtColor(image, code)
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection and crops
+# ---------------------------------------------------------------------------------------------
+def cascade_path() -> Path:
+    """Path of OpenCV's frontal-face Haar cascade inside the installed OpenCV wheel."""
+    import cv2
+
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    path = Path(folder) / CASCADE_FILE if folder else None
+    if path is None or not path.is_file() or not hasattr(cv2, "CascadeClassifier"):
+        raise FileNotFoundError(
+            f"OpenCV's face detector '{CASCADE_FILE}' is not available in the installed OpenCV "
+            f"{cv2.__version__} (looked in '{folder}'). OpenCV 5 no longer ships Haar cascades in its pip "
+            "wheels; install OpenCV 4 with: pip install 'opencv-python-headless>=4.9,<5'."
+        )
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def _load_cascade(path: str):
+    """Load a cascade once per process; detection reuses it for every image and frame."""
+    import cv2
+
+    cascade = cv2.CascadeClassifier(path)
+    if cascade.empty():
+        raise ValueError(f"OpenCV could not load the face detector '{path}'; the file may be damaged.")
+    return cascade
+
+
+def detect_faces(
+    image: np.ndarray, min_size: int = 48, scale_factor: float = 1.1, min_neighbors: int = 5
+) -> np.ndarray:
+    """Find frontal faces with OpenCV's Haar cascade.
+
+    Args:
+        image: uint8 image, RGB, RGBA or grayscale (BGR works as well: detection hardly depends on
+            the channel order).
+        min_size: smallest face side, in pixels, to look for. Faces smaller than 48 px would have
+            to be upscaled for the models, so the default skips them.
+        scale_factor: step between the detector's scales; smaller finds more faces, slower.
+        min_neighbors: overlapping hits needed to accept a face; larger means fewer false positives.
+
+    Returns:
+        int64 array of shape (K, 4): one (x, y, width, height) box per face, sorted left to right.
+    """
+    if min_size < 1:
+        raise ValueError(f"min_size must be a positive number of pixels, got {min_size}.")
+    if scale_factor <= 1.0:
+        raise ValueError(f"scale_factor must be greater than 1 (for example 1.1), got {scale_factor}.")
+    if min_neighbors < 0:
+        raise ValueError(f"min_neighbors must be 0 or more, got {min_neighbors}.")
+    gray = to_gray(image)
+    cascade = _load_cascade(str(cascade_path()))
+    boxes = cascade.detectMultiScale(
+        gray, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(int(min_size), int(min_size))
+    )
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    return boxes[np.lexsort((boxes[:, 1], boxes[:, 0]))]
+
+
+def _check_boxes(boxes) -> np.ndarray:
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4) if len(boxes) else np.zeros((0, 4), np.int64)
+    if (boxes[:, 2:] <= 0).any():
+        raise ValueError(f"Face boxes are (x, y, width, height) with positive sizes; got {boxes.tolist()}.")
+    return boxes
+
+
+def crop_faces(image: np.ndarray, boxes, margin: float = 0.1) -> np.ndarray:
+    """Cut each box out of the image as a 48x48 grayscale face, the exact input of the models.
+
+    Each box is grown by `margin` times its size on every side (FER2013 faces include a little
+    forehead and chin) and kept square; parts outside the image repeat the border pixels.
+    The pixels are raw 0..255: the model does its own preprocessing.
+
+    Returns:
+        uint8 array of shape (K, 48, 48, 1).
+    """
+    import cv2
+
+    if margin < 0:
+        raise ValueError(f"margin must be 0 or more (a fraction of the box size), got {margin}.")
+    gray = to_gray(image)
+    boxes = _check_boxes(boxes)
+    crops = np.empty((len(boxes), FACE_SIZE, FACE_SIZE, 1), dtype=np.uint8)
+    height, width = gray.shape
+    for index, (x, y, box_width, box_height) in enumerate(boxes):
+        side = int(round(max(box_width, box_height) * (1.0 + 2.0 * margin)))
+        left = int(round(x + box_width / 2 - side / 2))
+        top = int(round(y + box_height / 2 - side / 2))
+        # Pad with the border pixels where the square reaches outside the image.
+        pad_left, pad_top = max(0, -left), max(0, -top)
+        pad_right, pad_bottom = max(0, left + side - width), max(0, top + side - height)
+        region = gray[max(0, top) : top + side, max(0, left) : left + side]
+        if pad_left or pad_top or pad_right or pad_bottom:
+            region = cv2.copyMakeBorder(region, pad_top, pad_bottom, pad_left, pad_right, cv2.BORDER_REPLICATE)
+        interpolation = cv2.INTER_AREA if side >= FACE_SIZE else cv2.INTER_LINEAR
+        crops[index, :, :, 0] = cv2.resize(region, (FACE_SIZE, FACE_SIZE), interpolation=interpolation)
+    return crops
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction
+# ---------------------------------------------------------------------------------------------
+def _resolve_model(model, class_names):
+    """Return (Keras model, class names) for a model, a `fer_utils.runs.Run` or a run path."""
+    from fer_utils.runs import Run, load_run
+
+    if isinstance(model, (str, os.PathLike)):
+        model = load_run(model)
+    if isinstance(model, Run):
+        class_names = class_names or model.class_names
+        model = model.model
+    if not hasattr(model, "predict"):
+        raise ValueError(f"Expected a Keras model, a Run or a run folder; got {type(model).__name__}.")
+    class_names = tuple(class_names or CLASS_NAMES)
+    outputs = int(model.output_shape[-1])
+    if outputs != len(class_names):
+        raise ValueError(
+            f"The model has {outputs} outputs but {len(class_names)} class names were given "
+            f"({list(class_names)}); pass the class names in the model's output order."
+        )
+    return model, class_names
+
+
+def _predict_batch(model, crops: np.ndarray) -> np.ndarray:
+    """Class probabilities for a small batch of crops in one call.
+
+    `predict_on_batch` skips the dataset pipeline that `predict` builds on every call, which
+    matters in a per-frame video loop.
+    """
+    batch = crops.astype(np.float32)
+    predict = getattr(model, "predict_on_batch", None)
+    output = predict(batch) if predict is not None else model.predict(batch, verbose=0)
+    return np.asarray(output, dtype=np.float64).reshape(len(crops), -1)
+
+
+def predict_faces(
+    model,
+    image: np.ndarray,
+    class_names=None,
+    boxes=None,
+    margin: float = 0.1,
+    min_size: int = 48,
+    scale_factor: float = 1.1,
+    min_neighbors: int = 5,
+) -> list[FacePrediction]:
+    """Detect the faces of an image and classify each one.
+
+    Args:
+        model: a Keras model (raw 48x48x1 pixels in, class probabilities out), a
+            `fer_utils.runs.Run`, or a run folder / .keras path.
+        image: uint8 RGB or grayscale image.
+        class_names: class names in the model's output order; defaults to the run's, else
+            `fer_utils.CLASS_NAMES`.
+        boxes: (K, 4) face boxes to classify instead of running the detector.
+        margin: see `crop_faces`. min_size, scale_factor, min_neighbors: see `detect_faces`.
+
+    Returns:
+        One `FacePrediction` per face, left to right. The model is called once, on all faces
+        together, and not at all when there is no face.
+    """
+    model, class_names = _resolve_model(model, class_names)
+    if boxes is None:
+        boxes = detect_faces(image, min_size=min_size, scale_factor=scale_factor, min_neighbors=min_neighbors)
+    boxes = _check_boxes(boxes)
+    if len(boxes) == 0:
+        return []
+    probabilities = _predict_batch(model, crop_faces(image, boxes, margin=margin))
+    predictions = []
+    for box, row in zip(boxes, probabilities):
+        best = int(np.argmax(row))
+        predictions.append(
+            FacePrediction(
+                box=tuple(int(value) for value in box),
+                label=class_names[best],
+                confidence=float(row[best]),
+                probabilities=row,
+            )
+        )
+    return predictions
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing
+# ---------------------------------------------------------------------------------------------
+def annotate(image: np.ndarray, predictions, color=DEFAULT_COLOR) -> np.ndarray:
+    """Return a copy of `image` with a box and a "label 87%" caption drawn for each prediction.
+
+    `color` is an RGB triple; on grayscale images its brightest component is used.
+    """
+    import cv2
+
+    canvas = _check_image(image).copy()
+    if canvas.ndim == 2 or canvas.shape[2] == 1:
+        ink, text_ink = (max(color),), (0,)
+    else:
+        ink, text_ink = tuple(int(c) for c in color), (0, 0, 0)
+        if canvas.shape[2] == 4:
+            ink, text_ink = ink + (255,), text_ink + (255,)
+    height, width = canvas.shape[:2]
+    for prediction in predictions:
+        x, y, box_width, box_height = (int(value) for value in prediction.box)
+        thickness = max(1, round(box_width / 60))
+        cv2.rectangle(canvas, (x, y), (x + box_width, y + box_height), ink, thickness)
+        text = f"{prediction.label} {prediction.confidence:.0%}"
+        font_scale = float(np.clip(box_width / 180, 0.4, 1.5))
+        font_thickness = max(1, round(font_scale * 1.5))
+        (text_width, text_height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, font_thickness)
+        # The caption sits on a filled band above the box, or inside its top edge when there is no room.
+        band_height = text_height + baseline + 4
+        top = y - band_height if y - band_height >= 0 else y
+        left = int(np.clip(x, 0, max(0, width - text_width - 4)))
+        cv2.rectangle(canvas, (left, top), (left + text_width + 4, top + band_height), ink, -1)
+        cv2.putText(
+            canvas, text, (left + 2, top + text_height + 2), cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale, text_ink, font_thickness, cv2.LINE_AA,
+        )
+    return canvas
+
+
+# ---------------------------------------------------------------------------------------------
+# Video
+# ---------------------------------------------------------------------------------------------
+def _fourcc(path: Path) -> int:
+    import cv2
+
+    codes = {".avi": "MJPG", ".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
+    if path.suffix.lower() not in codes:
+        raise ValueError(f"Cannot write a video to '{path}': use one of the suffixes {list(codes)}.")
+    return cv2.VideoWriter_fourcc(*codes[path.suffix.lower()])
+
+
+def _open_writer(path, fps: float, frame_size: tuple[int, int]):
+    """Open a cv2.VideoWriter for BGR frames of `frame_size` (width, height)."""
+    import cv2
+
+    path = Path(path)
+    fourcc = _fourcc(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), fourcc, float(fps), frame_size)
+    if not writer.isOpened():
+        raise OSError(f"Could not open '{path}' for writing a video. Check that its folder is writable.")
+    return writer
+
+
+def write_test_video(
+    path: str | os.PathLike,
+    frames: int = 30,
+    size: tuple[int, int] = (320, 240),
+    fps: float = 15.0,
+    face_size: int = 110,
+    seed: int = 0,
+) -> Path:
+    """Synthesise a small video of a real face moving across a textured background.
+
+    The face is Grace Hopper's, cut from matplotlib's sample photo, so the Haar cascade finds it;
+    it travels left to right and bobs up and down. Useful for tests and when no webcam exists.
+
+    Args:
+        path: the video file to write (.mp4, .avi, .mov or .mkv).
+        frames: number of frames.
+        size: frame (width, height) in pixels.
+        fps: frames per second stored in the file.
+        face_size: side of the pasted face in pixels (it must fit in the frame).
+        seed: seed of the background noise.
+
+    Returns:
+        `path`.
+    """
+    import cv2
+
+    width, height = (int(value) for value in size)
+    if frames < 1:
+        raise ValueError(f"frames must be at least 1, got {frames}.")
+    if not 24 <= face_size <= min(width, height):
+        raise ValueError(f"face_size must lie between 24 and the frame's shorter side {min(width, height)}, got {face_size}.")
+    photo = load_image(sample_photo_path())
+    x, y, box_width, box_height = _SAMPLE_FACE_BOX
+    # Keep some hair and chin around the face so the cascade sees a whole head.
+    pad = box_width // 6
+    face = photo[max(0, y - pad) : y + box_height + pad, max(0, x - pad) : x + box_width + pad]
+    face = cv2.resize(face, (face_size, face_size), interpolation=cv2.INTER_AREA)
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    background = np.stack([60 + 80 * xx / width, 90 + 40 * yy / height, 140 - 60 * xx / width], axis=-1)
+    background += rng.normal(0, 6, size=background.shape)
+    background = np.clip(background, 0, 255).astype(np.uint8)
+
+    path = Path(path)
+    writer = _open_writer(path, fps, (width, height))
+    try:
+        for index in range(frames):
+            progress = index / max(1, frames - 1)
+            left = int(round(progress * (width - face_size)))
+            top = int(round((height - face_size) / 2 * (1 + 0.5 * np.sin(2 * np.pi * progress))))
+            frame = background.copy()
+            frame[top : top + face_size, left : left + face_size] = face
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return path
+
+
+def _open_capture(source):
+    """Open a webcam index or a video file with cv2.VideoCapture; raise a clear error if it fails."""
+    import cv2
+
+    if isinstance(source, str) and source.isdigit():
+        source = int(source)
+    if isinstance(source, int):
+        capture = cv2.VideoCapture(source)
+        where = f"webcam {source}"
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"No video file at '{path}'. Pass a video file or a webcam index such as 0.")
+        capture = cv2.VideoCapture(str(path))
+        where = f"'{path}'"
+    if not capture.isOpened():
+        capture.release()
+        raise ValueError(
+            f"OpenCV cannot open {where} as a video. Check that the file is a readable video "
+            "(.mp4, .avi, .mov, .mkv) or that the webcam exists and is not in use."
+        )
+    return capture, where
+
+
+def _jupyter_display():
+    """A display handle that shows frames in place in Jupyter (`show=True`)."""
+    try:
+        from IPython.display import Image, display
+    except ImportError as error:
+        raise ValueError("show=True needs IPython (run it inside Jupyter), or pass show=False.") from error
+    import cv2
+
+    handle = display(None, display_id=True)
+
+    def show(frame_rgb):
+        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
+        if ok and handle is not None:
+            handle.update(Image(data=encoded.tobytes()))
+
+    return show
+
+
+def run_video(
+    model,
+    source,
+    class_names=None,
+    max_frames: int | None = None,
+    every_n: int = 1,
+    on_frame: Callable[[int, np.ndarray, list[FacePrediction]], Any] | None = None,
+    show: bool = False,
+    out_path: str | os.PathLike | None = None,
+    min_size: int = 48,
+    scale_factor: float = 1.1,
+    min_neighbors: int = 5,
+) -> dict:
+    """Detect and classify faces frame by frame in a webcam stream or a video file.
+
+    Args:
+        model: a Keras model, a `fer_utils.runs.Run`, or a run folder / .keras path.
+        source: a webcam index (0 is the default camera) or a video file path.
+        class_names: the model's class order (defaults as in `predict_faces`).
+        max_frames: stop after this many frames (None: the whole file, or until interrupted).
+        every_n: analyse every n-th frame and reuse its faces on the frames in between (faster).
+        on_frame: called as `on_frame(index, annotated_rgb_frame, predictions)` after each frame;
+            returning False stops the loop.
+        show: show the annotated frames live in Jupyter (updates one output in place).
+        out_path: also write the annotated video here (.mp4, .avi, .mov or .mkv).
+        min_size, scale_factor, min_neighbors: see `detect_faces`.
+
+    Interrupting the kernel (Ctrl+C) ends the loop cleanly and still returns the statistics.
+
+    Returns:
+        A dict with `frames` (frames read and annotated), `analysed_frames`, `faces` (faces found on
+        the analysed frames), `frames_with_faces`, `seconds` and `fps`. `fps` is measured end to end:
+        reading, detection, prediction, drawing and writing, after one warm-up call of the model.
+    """
+    import cv2
+
+    if every_n < 1:
+        raise ValueError(f"every_n must be 1 or more, got {every_n}.")
+    if max_frames is not None and max_frames < 0:
+        raise ValueError(f"max_frames must be 0 or more (or None for no limit), got {max_frames}.")
+    if out_path is not None:
+        _fourcc(Path(out_path))  # Fail on a bad suffix before opening anything.
+    model, class_names = _resolve_model(model, class_names)
+    capture, _ = _open_capture(source)
+    display_frame = _jupyter_display() if show else None
+    # One warm-up call, so that building the model's predict function is not counted in fps.
+    _predict_batch(model, np.zeros((1, FACE_SIZE, FACE_SIZE, 1), dtype=np.uint8))
+
+    writer = None
+    stats = {"frames": 0, "analysed_frames": 0, "faces": 0, "frames_with_faces": 0}
+    predictions: list[FacePrediction] = []
+    start = time.perf_counter()
+    try:
+        while max_frames is None or stats["frames"] < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            if stats["frames"] % every_n == 0:
+                predictions = predict_faces(
+                    model, frame, class_names, min_size=min_size, scale_factor=scale_factor,
+                    min_neighbors=min_neighbors,
+                )
+                stats["analysed_frames"] += 1
+                stats["faces"] += len(predictions)
+                stats["frames_with_faces"] += bool(predictions)
+            annotated = annotate(frame, predictions)
+            if out_path is not None:
+                if writer is None:
+                    fps = capture.get(cv2.CAP_PROP_FPS)
+                    writer = _open_writer(out_path, fps if 0 < fps < 1000 else 25.0, annotated.shape[1::-1])
+                writer.write(cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
+            if display_frame is not None:
+                display_frame(annotated)
+            index = stats["frames"]
+            stats["frames"] += 1
+            if on_frame is not None and on_frame(index, annotated, predictions) is False:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    seconds = time.perf_counter() - start
+    stats["seconds"] = seconds
+    stats["fps"] = stats["frames"] / seconds if stats["frames"] and seconds > 0 else 0.0
+    stats["out_path"] = str(out_path) if writer is not None else None
+    return stats
+
+
+def is_video_path(path: str | os.PathLike) -> bool:
+    """True when `path` has a video suffix (.mp4, .avi, .mov, .mkv)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES

@@ -1,0 +1,333 @@
+"""Tests of fer_utils.faces (detect, crop, predict, draw, video) and the `predict` command."""
+
+import cv2
+import numpy as np
+import pytest
+from contract_models import tiny_contract_model
+
+from fer_utils import CLASS_NAMES, cli, faces
+from fer_utils.runs import save_run
+
+VIDEO_FRAMES = 12
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return faces.load_image(faces.sample_photo_path())
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_contract_model()
+
+
+@pytest.fixture(scope="module")
+def run_dir(model, tmp_path_factory):
+    import pandas as pd
+
+    config = {"class_names": list(CLASS_NAMES), "name": "tiny"}
+    history = pd.DataFrame({"epoch": [1], "phase": ["head"], "loss": [1.9], "val_loss": [1.9]})
+    return save_run(tmp_path_factory.mktemp("runs") / "tiny", model, config, history=history)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return faces.write_test_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames=VIDEO_FRAMES)
+
+
+class CountingModel:
+    """Wraps a Keras model and counts its prediction calls."""
+
+    def __init__(self, model):
+        self.model = model
+        self.output_shape = model.output_shape
+        self.calls = []
+
+    def predict(self, images, **kwargs):
+        self.calls.append(np.array(images))
+        return self.model.predict(images, **kwargs)
+
+    def predict_on_batch(self, images):
+        self.calls.append(np.array(images))
+        return self.model.predict_on_batch(images)
+
+
+def iou(box_a, box_b):
+    ax, ay, aw, ah = box_a
+    bx, by, bw, bh = box_b
+    overlap_w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    overlap_h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    overlap = overlap_w * overlap_h
+    return overlap / (aw * ah + bw * bh - overlap)
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+def test_sample_photo_loads_as_rgb_uint8(photo):
+    assert faces.sample_photo_path().name == "grace_hopper.jpg"
+    assert photo.dtype == np.uint8 and photo.shape == (600, 512, 3)
+    # The channels are in RGB order: Pillow (which decodes to RGB) agrees up to JPEG decoder rounding.
+    from PIL import Image
+
+    with Image.open(faces.sample_photo_path()) as reference:
+        difference = np.abs(np.asarray(reference.convert("RGB"), dtype=int) - photo.astype(int))
+    assert difference.mean() < 2
+
+
+def test_load_image_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+        faces.load_image(tmp_path / "missing.jpg")
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("not an image")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        faces.load_image(broken)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.png"):
+        faces.load_image(empty)
+
+
+def test_load_image_turns_grayscale_files_into_rgb(tmp_path):
+    path = tmp_path / "gray.png"
+    cv2.imwrite(str(path), np.full((30, 40), 77, np.uint8))
+    image = faces.load_image(path)
+    assert image.shape == (30, 40, 3) and (image == 77).all()
+
+
+def test_save_image_round_trips_rgb(tmp_path, photo):
+    path = faces.save_image(tmp_path / "copy.png", photo)
+    np.testing.assert_array_equal(faces.load_image(path), photo)
+    with pytest.raises(ValueError, match="suffix"):
+        faces.save_image(tmp_path / "copy.txt", photo)
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection
+# ---------------------------------------------------------------------------------------------
+def test_detect_faces_finds_grace_hopper(photo):
+    boxes = faces.detect_faces(photo)
+    assert boxes.shape == (1, 4) and boxes.dtype == np.int64
+    x, y, width, height = boxes[0]
+    assert 150 <= width <= 320 and width == height
+    assert 0 <= x and x + width <= photo.shape[1] and 0 <= y and y + height <= photo.shape[0]
+    # The face is in the upper middle of the portrait.
+    assert 150 < x + width / 2 < 360 and 120 < y + height / 2 < 330
+
+
+def test_detect_faces_accepts_gray_and_bgr(photo):
+    reference = faces.detect_faces(photo)[0]
+    for image in (cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY), photo[:, :, :1], photo[:, :, ::-1].copy()):
+        boxes = faces.detect_faces(image)
+        assert len(boxes) == 1 and iou(boxes[0], reference) > 0.8
+
+
+def test_detect_faces_sorts_left_to_right_and_finds_nothing_on_blank(photo):
+    face = photo[70:360, 120:410]
+    canvas = np.full((300, 700, 3), 128, np.uint8)
+    canvas[5:295, 400:690] = face
+    canvas[5:295, 10:300] = face[:, ::-1]
+    boxes = faces.detect_faces(canvas)
+    assert len(boxes) == 2
+    assert boxes[0, 0] < 300 <= boxes[1, 0]
+    assert faces.detect_faces(np.full((200, 200, 3), 90, np.uint8)).shape == (0, 4)
+
+
+def test_detect_faces_min_size_filters_small_faces(photo):
+    assert len(faces.detect_faces(photo, min_size=400)) == 0
+
+
+@pytest.mark.parametrize(
+    "image, match",
+    [
+        (np.zeros((64, 64), np.float32), "uint8"),
+        (np.zeros((64, 64, 2), np.uint8), "shape"),
+        (np.zeros((4, 64, 64, 1), np.uint8), "shape"),
+    ],
+)
+def test_detect_faces_rejects_bad_images(image, match):
+    with pytest.raises(ValueError, match=match):
+        faces.detect_faces(image)
+
+
+def test_detect_faces_rejects_bad_settings(photo):
+    with pytest.raises(ValueError, match="scale_factor"):
+        faces.detect_faces(photo, scale_factor=1.0)
+    with pytest.raises(ValueError, match="min_size"):
+        faces.detect_faces(photo, min_size=0)
+
+
+def test_missing_cascade_gives_an_actionable_error(monkeypatch, tmp_path, photo):
+    monkeypatch.setattr(cv2.data, "haarcascades", str(tmp_path) + "/")
+    with pytest.raises(FileNotFoundError, match="opencv-python-headless>=4.9,<5"):
+        faces.detect_faces(photo)
+
+
+# ---------------------------------------------------------------------------------------------
+# Crops
+# ---------------------------------------------------------------------------------------------
+def test_crop_faces_returns_raw_48x48_grayscale(photo):
+    boxes = faces.detect_faces(photo)
+    crops = faces.crop_faces(photo, boxes)
+    assert crops.shape == (1, 48, 48, 1) and crops.dtype == np.uint8
+    # Without margin the crop is exactly the box, resized: raw pixels, no normalisation.
+    x, y, width, height = boxes[0]
+    gray = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+    expected = cv2.resize(gray[y : y + height, x : x + width], (48, 48), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(faces.crop_faces(photo, boxes, margin=0.0)[0, :, :, 0], expected)
+
+
+def test_crop_faces_handles_edges_and_no_boxes():
+    image = np.full((100, 120), 200, np.uint8)
+    crops = faces.crop_faces(image, [[-10, 80, 40, 40], [100, -5, 30, 30]], margin=0.2)
+    assert crops.shape == (2, 48, 48, 1)
+    # The border is repeated outside the image, so a uniform image gives uniform crops.
+    assert (crops == 200).all()
+    assert faces.crop_faces(image, np.zeros((0, 4), np.int64)).shape == (0, 48, 48, 1)
+    with pytest.raises(ValueError, match="positive"):
+        faces.crop_faces(image, [[0, 0, 0, 10]])
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction and drawing
+# ---------------------------------------------------------------------------------------------
+def test_predict_faces_labels_and_probabilities(model, photo):
+    counting = CountingModel(model)
+    predictions = faces.predict_faces(counting, photo, CLASS_NAMES)
+    assert len(predictions) == 1 and len(counting.calls) == 1
+    prediction = predictions[0]
+    assert prediction.box == tuple(int(v) for v in faces.detect_faces(photo)[0])
+    assert prediction.label in CLASS_NAMES
+    assert prediction.probabilities.shape == (len(CLASS_NAMES),)
+    assert prediction.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    assert prediction.confidence == pytest.approx(prediction.probabilities.max())
+    assert prediction.label == CLASS_NAMES[int(np.argmax(prediction.probabilities))]
+    # The model received the raw crops (0..255), not preprocessed ones.
+    np.testing.assert_array_equal(counting.calls[0], faces.crop_faces(photo, [prediction.box]).astype(np.float32))
+
+
+def test_predict_faces_batches_all_faces_and_skips_the_model_without_faces(model):
+    counting = CountingModel(model)
+    image = np.full((120, 200, 3), 90, np.uint8)
+    assert faces.predict_faces(counting, image, CLASS_NAMES) == []
+    assert counting.calls == []
+    boxes = [[10, 10, 50, 50], [120, 20, 60, 60], [60, 60, 40, 40]]
+    predictions = faces.predict_faces(counting, image, CLASS_NAMES, boxes=boxes)
+    assert len(counting.calls) == 1 and counting.calls[0].shape == (3, 48, 48, 1)
+    assert [p.box for p in predictions] == [tuple(box) for box in boxes]
+
+
+def test_predict_faces_accepts_a_run_folder(run_dir, photo):
+    predictions = faces.predict_faces(run_dir, photo)
+    assert len(predictions) == 1 and predictions[0].label in CLASS_NAMES
+
+
+def test_predict_faces_rejects_mismatched_class_names(model, photo):
+    with pytest.raises(ValueError, match="7 outputs but 3 class names"):
+        faces.predict_faces(model, photo, ["a", "b", "c"])
+
+
+def test_annotate_draws_on_a_copy(model, photo):
+    original = photo.copy()
+    predictions = faces.predict_faces(model, photo, CLASS_NAMES)
+    annotated = faces.annotate(photo, predictions)
+    assert annotated.shape == photo.shape and annotated.dtype == np.uint8
+    np.testing.assert_array_equal(photo, original)
+    changed = np.argwhere((annotated != photo).any(axis=-1))
+    assert len(changed) > 500
+    # Everything drawn lies on the box or its caption band above it.
+    x, y, width, height = predictions[0].box
+    assert changed[:, 1].min() >= x - 5 and changed[:, 1].max() <= x + width + 5
+    assert changed[:, 0].max() <= y + height + 5
+    gray = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+    annotated_gray = faces.annotate(gray, predictions)
+    assert annotated_gray.shape == gray.shape and (annotated_gray != gray).any()
+    np.testing.assert_array_equal(faces.annotate(photo, []), photo)
+
+
+# ---------------------------------------------------------------------------------------------
+# Video
+# ---------------------------------------------------------------------------------------------
+def test_write_test_video_has_a_face_in_every_frame(video):
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    assert len(frames) == VIDEO_FRAMES and frames[0].shape == (240, 320, 3)
+    boxes = [faces.detect_faces(frame) for frame in frames]
+    assert all(len(found) == 1 for found in boxes)
+    # The face travels from left to right.
+    assert boxes[0][0, 0] < boxes[-1][0, 0] - 100
+
+
+def test_run_video_processes_every_frame(model, video, tmp_path):
+    seen = []
+    out = tmp_path / "annotated.avi"
+    stats = faces.run_video(
+        model, video, CLASS_NAMES, on_frame=lambda index, frame, found: seen.append((index, frame.shape, len(found))),
+        out_path=out,
+    )
+    assert stats["frames"] == stats["analysed_frames"] == VIDEO_FRAMES
+    assert stats["faces"] == stats["frames_with_faces"] == VIDEO_FRAMES
+    assert stats["fps"] > 0 and stats["seconds"] > 0
+    assert seen == [(index, (240, 320, 3), 1) for index in range(VIDEO_FRAMES)]
+    capture = cv2.VideoCapture(str(out))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == VIDEO_FRAMES
+    capture.release()
+    assert stats["out_path"] == str(out)
+
+
+def test_run_video_limits_frames_and_analyses_every_nth(model, video):
+    stats = faces.run_video(model, video, CLASS_NAMES, max_frames=5, every_n=2)
+    assert stats["frames"] == 5 and stats["analysed_frames"] == 3 and stats["faces"] == 3
+    stopped = faces.run_video(model, video, CLASS_NAMES, on_frame=lambda index, frame, found: index < 2)
+    assert stopped["frames"] == 3
+
+
+def test_run_video_errors(model, tmp_path, video):
+    with pytest.raises(FileNotFoundError, match="nothing.mp4"):
+        faces.run_video(model, tmp_path / "nothing.mp4", CLASS_NAMES)
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(ValueError, match="garbage.mp4"):
+        faces.run_video(model, garbage, CLASS_NAMES)
+    with pytest.raises(ValueError, match="suffix"):
+        faces.run_video(model, video, CLASS_NAMES, out_path=tmp_path / "out.gif")
+    with pytest.raises(ValueError, match="every_n"):
+        faces.run_video(model, video, CLASS_NAMES, every_n=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+def test_cli_predict_on_a_photo(run_dir, tmp_path, capsys, photo):
+    out = tmp_path / "annotated.jpg"
+    status = cli.main(["predict", "--model", str(run_dir), str(faces.sample_photo_path()), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert status == 0
+    face_lines = [line for line in printed.splitlines() if line.startswith("face ")]
+    assert len(face_lines) == 1
+    assert "x=155 y=105 w=222 h=222" in face_lines[0]
+    assert any(name in face_lines[0] for name in CLASS_NAMES) and face_lines[0].endswith("%")
+    assert "model tiny" in printed
+    written = faces.load_image(out)
+    assert written.shape == photo.shape
+    assert np.abs(written.astype(int) - photo.astype(int)).max() > 100
+
+
+def test_cli_predict_on_a_video(run_dir, video, capsys):
+    status = cli.main(["predict", "--model", str(run_dir / "model.keras"), str(video), "--max-frames", "4"])
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "frames: 4  faces: 4  fps: " in printed
+
+
+def test_cli_predict_reports_bad_inputs(run_dir, tmp_path, capsys):
+    status = cli.main(["predict", "--model", str(run_dir), str(tmp_path / "absent.jpg")])
+    assert status == 2 and "absent.jpg" in capsys.readouterr().err
+    status = cli.main(["predict", "--model", str(run_dir), str(faces.sample_photo_path()), "--out", str(tmp_path / "x.txt")])
+    assert status == 2 and "--out" in capsys.readouterr().err
