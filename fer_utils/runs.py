@@ -130,6 +130,24 @@ def find_runs(root: str | os.PathLike) -> list[Path]:
     return sorted(child for child in root.iterdir() if child.is_dir() and is_run_dir(child))
 
 
+def best_run(root: str | os.PathLike, metric: str = "accuracy") -> Path:
+    """The run folder in `root` with the highest validation `metric` (from val_metrics.json).
+
+    Selection uses the validation split carved from train, never the test split.
+    """
+    candidates = []
+    for run_dir in find_runs(root):
+        value = _read_json(run_dir / VAL_METRICS_FILE, default={}).get(metric)
+        if value is not None:
+            candidates.append((float(value), run_dir.name, run_dir))
+    if not candidates:
+        raise FileNotFoundError(
+            f"No finished run with a validation '{metric}' in '{root}'. Train one first "
+            "(notebooks 03/04, or `python -m fer_utils train --out DIR`)."
+        )
+    return max(candidates)[2]
+
+
 def load_run(path: str | os.PathLike, compile: bool = False) -> Run:
     """Load a run folder (or a bare `model.keras` file) for evaluation or prediction.
 

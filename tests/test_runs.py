@@ -49,3 +49,12 @@ def test_load_run_errors(tmp_path):
         runs.load_run(tmp_path / "empty")
     with pytest.raises(ValueError, match="must contain 'class_names'"):
         runs.save_run(tmp_path / "x", tiny_contract_model(), {})
+
+
+def test_best_run_uses_validation_metric(tmp_path):
+    model = tiny_contract_model()
+    for name, accuracy in (("a", 0.4), ("b", 0.6), ("c", 0.5)):
+        runs.save_run(tmp_path / name, model, {"class_names": list(CLASS_NAMES)}, val_metrics={"accuracy": accuracy})
+    assert runs.best_run(tmp_path) == tmp_path / "b"
+    with pytest.raises(FileNotFoundError, match="No finished run"):
+        runs.best_run(tmp_path / "nothing")
