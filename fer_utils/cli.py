@@ -92,11 +92,13 @@ def _add_evaluate_parser(subparsers):
 
 def _run_evaluate(args):
     from fer_utils import data, evaluation
-    from fer_utils.runs import atomic_write_json
+    from fer_utils.runs import atomic_write_json, load_run
 
+    # The model first: a wrong path fails at once, before any image is decoded.
+    run = load_run(args.model)
     split = data.load_labelled(args.data, split=args.split, cache=not args.no_cache, progress=True)
     result = evaluation.evaluate_model(
-        args.model, split, tta=args.tta, batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed
+        run, split, tta=args.tta, batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed
     )
     print(f"Data: {split.source or args.data}")
     print(evaluation.format_report(result))
@@ -123,6 +125,7 @@ def _add_compare_parser(subparsers):
     parser.add_argument("--n-boot", type=int, default=1000, help="Bootstrap resamples for the 95%% CIs (0: none).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap resampling (default 0).")
     parser.add_argument("--gradcam-images", type=int, default=7, help="Faces per Grad-CAM figure (0: no Grad-CAM).")
+    parser.add_argument("--no-figures", action="store_true", help="Write summary.md and summary.json only.")
     parser.add_argument("--no-cache", action="store_true", help="Do not read or write the decoded-image cache.")
     parser.set_defaults(handler=_run_compare)
 
@@ -130,14 +133,17 @@ def _add_compare_parser(subparsers):
 def _run_compare(args):
     from fer_utils import data, evaluation
 
+    # The run folders first: a wrong path fails at once, before any image is decoded.
+    runs = evaluation.check_runs(args.runs)
     split = data.load_labelled(args.data, split=args.split, cache=not args.no_cache, progress=True)
     _, results = evaluation.compare_runs(
-        args.runs, split, args.out, tta=args.tta, n_boot=args.n_boot, seed=args.seed,
-        include_ensemble=not args.no_ensemble, batch_size=args.batch_size, gradcam_images=args.gradcam_images,
+        runs, split, args.out, tta=args.tta, n_boot=args.n_boot, seed=args.seed,
+        include_ensemble=not args.no_ensemble, batch_size=args.batch_size,
+        gradcam_images=args.gradcam_images, write_figures=not args.no_figures,
     )
     print(f"Data: {split.source or args.data} ({len(split)} images)")
     print(evaluation.formatted_summary(list(results.values())).to_string(index=False))
-    print(f"Wrote summary.md, summary.json and the figures to {args.out}")
+    print(f"Wrote summary.md, summary.json{'' if args.no_figures else ' and the figures'} to {args.out}")
     return 0
 
 
@@ -146,11 +152,52 @@ def _run_compare(args):
 # ---------------------------------------------------------------------------------------------
 def _add_predict_parser(subparsers):
     parser = subparsers.add_parser("predict", help="Detect and classify faces in a photo or video.")
+    parser.add_argument("--model", required=True, help="Run folder (holding model.keras) or a .keras file.")
+    parser.add_argument("input", metavar="IMAGE_OR_VIDEO",
+                        help="A photo, a video file (.mp4 .avi .mov .mkv), or a webcam index such as 0.")
+    parser.add_argument("--out", help="Write the annotated photo or video here.")
+    parser.add_argument("--max-frames", type=int, default=None, help="Video: stop after this many frames.")
+    parser.add_argument("--every-n", type=int, default=1, help="Video: analyse every n-th frame (default 1).")
+    parser.add_argument("--min-size", type=int, default=48, help="Smallest face side in pixels (default 48).")
     parser.set_defaults(handler=_run_predict)
 
 
 def _run_predict(args):
-    raise NotImplementedError
+    from pathlib import Path
+
+    from fer_utils import faces
+    from fer_utils.runs import load_run
+
+    # Check the input before loading the model, so that a wrong path fails at once.
+    is_webcam = args.input.isdigit()
+    if not is_webcam and not Path(args.input).is_file():
+        raise FileNotFoundError(f"No photo or video file at '{args.input}'. Check the path.")
+    if is_webcam or faces.is_video_path(args.input):
+        run = load_run(args.model)
+        stats = faces.run_video(
+            run.model, args.input, run.class_names, max_frames=args.max_frames, every_n=args.every_n,
+            out_path=args.out, min_size=args.min_size,
+        )
+        print(f"Video: {args.input}")
+        print(f"frames: {stats['frames']}  faces: {stats['faces']}  fps: {stats['fps']:.1f}")
+        if stats["out_path"]:
+            print(f"Wrote {stats['out_path']}")
+        return 0
+    image = faces.load_image(args.input)
+    if args.out and Path(args.out).suffix.lower() not in faces.IMAGE_SUFFIXES:
+        raise ValueError(f"--out '{args.out}' must be an image file ({', '.join(faces.IMAGE_SUFFIXES)}).")
+    run = load_run(args.model)
+    predictions = faces.predict_faces(run.model, image, run.class_names, min_size=args.min_size)
+    print(f"Image: {args.input}  ({len(predictions)} face(s), model {run.name})")
+    if not predictions:
+        print(f"No face found. Faces must be frontal and at least --min-size {args.min_size} pixels wide.")
+    for number, prediction in enumerate(predictions, start=1):
+        x, y, width, height = prediction.box
+        print(f"face {number}: x={x} y={y} w={width} h={height}  {prediction.label} {prediction.confidence:.0%}")
+    if args.out:
+        faces.save_image(args.out, faces.annotate(image, predictions))
+        print(f"Wrote {args.out}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------

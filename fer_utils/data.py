@@ -450,8 +450,13 @@ def load_labelled(path: str | os.PathLike, split: str = "test", cache=True, prog
     This is what evaluation uses, so a model can be scored on any labelled folder.
     """
     path = _existing_path(path)
-    if path.is_dir() and not _split_folders(path) and _is_class_folder_layout(path):
-        return load_split(path, cache=cache, progress=progress)
+    if path.is_dir():
+        splits = _split_folders(path)
+        if split in splits:
+            # Decode only the split asked for, not the whole root.
+            return load_split(splits[split], cache=cache, progress=progress)
+        if not splits and _is_class_folder_layout(path):
+            return load_split(path, cache=cache, progress=progress)
     dataset = load_dataset(path, cache=cache, progress=progress)
     if split not in dataset:
         raise ValueError(f"'{path}' has no '{split}' split; it has {sorted(dataset)}. Choose one of those.")

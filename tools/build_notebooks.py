@@ -241,6 +241,476 @@ training.
 
 
 # ---------------------------------------------------------------------------------------------
+# 02 - preview the augmentation
+# ---------------------------------------------------------------------------------------------
+def preview_augmentation():
+    name = "02_preview_augmentation.ipynb"
+    return name, [
+        header(name, "Previewing augmentation and model inputs", "see exactly what the model receives during training: augmented faces, and pixels after resizing and backbone preprocessing."),
+        md(
+            """
+## Introduction
+
+With only a few thousand faces per class, a network quickly memorises the training images.
+Augmentation draws a slightly different version of every face at every epoch: a mirror image, a
+small rotation, zoom or shift, a contrast change. In `fer_utils` these transforms are Keras layers
+*inside* the model, so they run on the accelerator, act only during training (`fit`), and pass
+faces through unchanged at evaluation and prediction time.
+
+After augmentation the model resizes the 48x48 face to the backbone's input size, repeats the gray
+channel three times, and applies the backbone's own `preprocess_input`. This notebook shows each
+step on the same faces.
+"""
+        ),
+        md("## Setup"),
+        parameters(
+            """
+DRAWS = 5  # augmented versions shown per face
+BACKBONES_SHOWN = ["vgg16", "resnet50", "efficientnetb0"]
+IMG_SIZE = 96  # the input size to preview (the GPU default for VGG16 and ResNet50)
+"""
+        ),
+        setup_cell("from fer_utils import augmentation, data, models, plots"),
+        md("## Data\n\nOne training face per class."),
+        code(
+            """
+train = data.load_dataset(context.data_path)["train"]
+first_of_each_class = [int((train.labels == label).argmax()) for label in range(len(train.class_names))]
+faces = train.images[first_of_each_class]
+print("faces:", faces.shape, "classes:", ", ".join(train.class_names))
+""",
+            check=True,
+        ),
+        md(
+            """
+## The augmentation pipeline
+
+These are the strengths used in training (`fer_utils.augmentation.AugmentationConfig`); rotation, zoom
+and shift are fractions (0.05 of a full turn is 18 degrees; 0.1 of the image is about 5 pixels).
+"""
+        ),
+        code(
+            """
+import pandas as pd
+
+config = augmentation.AugmentationConfig()
+pd.Series(config.to_dict(), name="strength").to_frame()
+""",
+            check=True,
+        ),
+        code(
+            """
+draws = augmentation.augment_samples(faces, config, draws=DRAWS, seed=SEED)
+rows = {"original": faces}
+rows.update({f"draw {index + 1}": draw for index, draw in enumerate(draws)})
+plots.plot_image_rows({label: images for label, images in rows.items()}, title="Each column is one face: original, then augmented draws")
+"""
+        ),
+        md(
+            """
+### Each transform on its own
+
+The same first face under each transform alone, at its training strength, shows how strong each
+one is. Mirror images are safe for expressions (faces are close to symmetric); rotations and shifts
+are kept small because FER2013's faces are already roughly aligned.
+"""
+        ),
+        code(
+            """
+single = {
+    transform: augmentation.augment_samples(faces[:1], transform_config, draws=6, seed=SEED)[:, 0]
+    for transform, transform_config in augmentation.single_transforms(config).items()
+}
+plots.plot_image_rows(single, title="One transform at a time (six draws each)")
+"""
+        ),
+        md(
+            """
+## What the backbone receives
+
+VGG16 and ResNet50 were trained on ImageNet with Caffe-style preprocessing: RGB converted to BGR and
+the ImageNet channel means subtracted (no scaling). EfficientNet rescales inside itself, so its
+`preprocess_input` is a pass-through. The model does this internally; below is the output of its
+`preprocess` layer for each backbone (built with `weights=None`: preprocessing does not depend on
+the weights).
+"""
+        ),
+        code(
+            """
+inputs_by_backbone = {}
+for backbone in BACKBONES_SHOWN:
+    model = models.build_model(backbone, img_size=IMG_SIZE, weights=None)
+    inputs_by_backbone[backbone] = models.model_inputs(model, faces)
+ranges = pd.DataFrame(
+    {backbone: {"shape": str(values.shape[1:]), "min": round(float(values.min()), 2), "max": round(float(values.max()), 2), "channel means": str(values.mean(axis=(0, 1, 2)).round(1))}
+     for backbone, values in inputs_by_backbone.items()}
+).T
+ranges
+""",
+            check=True,
+        ),
+        code(
+            """
+plots.plot_image_rows(
+    {backbone: values[..., 0] for backbone, values in inputs_by_backbone.items()},
+    title=f"First channel of the backbone input at {IMG_SIZE} px (each image on its own grey scale)",
+    value_range=None,
+)
+"""
+        ),
+        md("## Conclusion"),
+        code(
+            """
+from IPython.display import Markdown
+
+vgg_range = inputs_by_backbone["vgg16"] if "vgg16" in inputs_by_backbone else next(iter(inputs_by_backbone.values()))
+Markdown(
+    f"Training sees {DRAWS} different versions of each face in as many epochs, from "
+    f"{len(augmentation.single_transforms(config))} transforms. Backbone inputs are "
+    f"{IMG_SIZE}x{IMG_SIZE}x3; for VGG16 they span {vgg_range.min():.0f} to {vgg_range.max():.0f} "
+    "(mean-subtracted, not scaled), exactly what `keras.applications.vgg16.preprocess_input` produces "
+    "(a unit test checks this for every backbone). Next: [03_train_vgg16](03_train_vgg16.ipynb)."
+)
+"""
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# 03 / 04 - training notebooks share one frame
+# ---------------------------------------------------------------------------------------------
+TRAIN_INTRO = {
+    "vgg16": """
+## Introduction
+
+The seed experiment: VGG16 with ImageNet weights, **frozen**, followed by a small head
+(GlobalAveragePooling -> Dense(128, relu) -> Dropout -> Dense(7, softmax)), trained with augmentation.
+Then the first piece of future work: **fine-tuning** VGG16's last convolutional block (`block5`) at a
+low learning rate.
+
+Why two phases? A freshly initialised head produces large, random gradients; letting them reach the
+pretrained convolutions would wreck features learned on 1.2 million images. So the head is trained
+first, on frozen features, and only then are the top layers unfrozen.
+
+**A fast path for phase 1.** While the backbone is frozen its output for a given face never changes,
+so `fer_utils` computes the features of the training and validation faces **once** and trains the head
+on them, instead of pushing every image through VGG16 at every epoch (`HEAD_MODE = "images"` keeps the
+seed's way: augmented images through the frozen backbone each epoch). The trained head is then put
+back on the backbone, and phase 2 trains on images with augmentation.
+""",
+    "resnet50": """
+## Introduction
+
+The same experiment as [03_train_vgg16](03_train_vgg16.ipynb), with ResNet50: frozen backbone + head,
+then fine-tuning of the last stage (`conv5`). What differs:
+
+- **BatchNormalization.** ResNet50 has 53 BatchNorm layers; VGG16 has none. Their moving mean and
+  variance were estimated on ImageNet. If they ran in training mode on small FER batches they would
+  re-estimate those statistics from 48x48 gray faces and destroy the pretrained features. The model
+  calls the backbone with `training=False`, and fine-tuning keeps every BatchNorm layer frozen.
+- **Preprocessing.** Keras' ResNet50 uses the same Caffe-style preprocessing as VGG16 (BGR, ImageNet
+  means subtracted, no scaling), not the [-1, 1] scaling of ResNet50V2: the model reproduces it exactly.
+- **Size and depth.** 23.6 million backbone parameters against VGG16's 14.7 million, and a 2048-wide
+  feature vector instead of 512; at 48 px the last stage works on a 2x2 grid.
+""",
+}
+
+
+def train_backbone(number: str, backbone: str, title: str):
+    name = f"{number}_train_{backbone}.ipynb"
+    display = {"vgg16": "VGG16", "resnet50": "ResNet50"}[backbone]
+    return name, [
+        header(name, title, f"train {display} on FER2013 by transfer learning (frozen backbone + head, then fine-tuning) and save the run for comparison."),
+        md(TRAIN_INTRO[backbone]),
+        md("## Setup"),
+        parameters(
+            f"""
+BACKBONE = "{backbone}"
+WEIGHTS = None if SMOKE else "imagenet"  # "imagenet", None (random initialisation) or a weights file
+IMG_SIZE = None  # None: 48 px on CPU, 96 px on GPU (see fer_utils.models.SPECS)
+EPOCHS_HEAD = 10 if SMOKE else 15
+EPOCHS_FINETUNE = 4 if SMOKE else 15
+BATCH_SIZE = 32 if SMOKE else 64
+HEAD_MODE = "cached"  # "cached": features computed once; "images": the seed's way, images through the frozen backbone
+VAL_FRACTION = 0.1
+OVERWRITE = SMOKE  # True retrains even when the run folder already holds a finished run
+"""
+        ),
+        setup_cell("from fer_utils import data, evaluation, models, plots, runs, training"),
+        md(
+            """
+## Data
+
+The validation split is carved from `train`, stratified and seeded; it decides early stopping and
+which epoch's weights are kept. The test split is not loaded here at all.
+"""
+        ),
+        code(
+            """
+dataset = data.load_dataset(context.data_path)
+train, validation = data.train_val_split(dataset["train"], val_fraction=VAL_FRACTION, seed=SEED)
+data.dataset_summary({"train": train, "validation": validation})
+""",
+            check=True,
+        ),
+        md(
+            """
+## Configuration
+
+`training.default_config` holds the recommended settings per backbone; the parameters above
+override some of them. Every value is written to the run's `config.json`.
+"""
+        ),
+        code(
+            """
+config = training.default_config(
+    BACKBONE, weights=WEIGHTS, img_size=IMG_SIZE, epochs_head=EPOCHS_HEAD, epochs_finetune=EPOCHS_FINETUNE,
+    batch_size=BATCH_SIZE, head_mode=HEAD_MODE, val_fraction=VAL_FRACTION, seed=SEED,
+)
+for phase, epochs in training.planned_phases(config):
+    print(f"phase {phase}: up to {epochs} epochs")
+print(f"class weights: {config.class_weights}, label smoothing: {config.label_smoothing}, monitor: {config.monitor}, patience: {config.patience}")
+print(f"fine-tuned layers start with: {config.finetune_prefixes or models.get_spec(BACKBONE).finetune_prefixes}")
+""",
+            check=True,
+        ),
+        md(
+            """
+## Train
+
+`training.train_model` runs both phases with Keras progress bars and writes the run folder
+atomically. It is **resumable**: if the session dies, running this cell again continues from the last
+finished epoch (and a finished run is simply loaded, unless `OVERWRITE` is true).
+"""
+        ),
+        code(
+            """
+run_dir = training.train_model(train, validation, config, context.runs_dir / BACKBONE, progress=2, overwrite=OVERWRITE,
+                               extra_config={"dataset": {"path": str(context.data_path), "source": context.data.source}})
+run = runs.load_run(run_dir)
+print("Run folder:", run_dir)
+"""
+        ),
+        md("## The model\n\nThe saved model takes raw 48x48 pixels; everything else happens inside it."),
+        code(
+            """
+model = run.model
+counts = models.trainable_summary(model)
+backbone_parameters = model.get_layer("backbone").count_params()
+print(f"layers: {[layer.name for layer in model.layers]}")
+print(f"parameters: {model.count_params():,} in total, {backbone_parameters:,} in the backbone, "
+      f"{model.count_params() - backbone_parameters:,} in the head")
+""",
+            check=True,
+        ),
+        md("## Training curves\n\nThe dashed line marks the switch from the head phase to fine-tuning."),
+        code('plots.plot_training_curves(run.history, title=f"{BACKBONE}: training and validation")'),
+        code(
+            """
+phase_summary = run.history.groupby("phase", sort=False).agg(
+    epochs=("epoch", "count"), best_val_accuracy=("val_accuracy", "max"), seconds=("seconds", "sum")
+)
+phase_summary.round(3)
+"""
+        ),
+        md(
+            """
+## Evaluate on the validation split
+
+These numbers steer model selection, so they are slightly optimistic; the unbiased test-set numbers
+come once, in [05_compare_models](05_compare_models.ipynb).
+"""
+        ),
+        code(
+            """
+result = evaluation.evaluate_model(run, validation, n_boot=0)
+print(evaluation.format_report(result))
+"""
+        ),
+        code('plots.plot_confusion_matrices({BACKBONE: result.confusion}, validation.class_names)'),
+        code(
+            """
+chance = 1 / len(validation.class_names)
+majority = validation.counts().max() / len(validation)
+print(f"validation accuracy {result.metrics['accuracy']:.3f}; chance {chance:.3f}; always-the-largest-class {majority:.3f}")
+if SMOKE:
+    # A regression check of the whole pipeline: on the demo faces the model must clearly learn something.
+    assert result.metrics["accuracy"] > majority + 0.1, "the model did not learn on the demo data"
+"""
+        ),
+        md("## Where the run went"),
+        code('sorted(path.name for path in run_dir.iterdir() if not path.name.startswith("."))', check=True),
+        md("## Conclusion"),
+        code(
+            """
+from IPython.display import Markdown
+
+seconds = run.config.get("wall_time_s", {})
+Markdown(
+    f"{BACKBONE} ({run.config.get('weights_provenance', {}).get('source', WEIGHTS)} weights, {run.config.get('img_size')} px) "
+    f"reached **{result.metrics['accuracy']:.1%}** validation accuracy and {result.metrics['macro_f1']:.3f} macro-F1 "
+    f"after {len(run.history)} epochs ({', '.join(f'{phase}: {value:.0f} s' for phase, value in seconds.items())}). "
+    f"The run is saved in `{run_dir.name}/` for [05_compare_models](05_compare_models.ipynb)."
+)
+"""
+        ),
+    ]
+
+
+def train_vgg16():
+    return train_backbone("03", "vgg16", "Training VGG16 on FER2013")
+
+
+def train_resnet50():
+    return train_backbone("04", "resnet50", "Training ResNet50 on FER2013")
+
+
+# ---------------------------------------------------------------------------------------------
+# 05 - compare the saved runs
+# ---------------------------------------------------------------------------------------------
+def compare_models():
+    name = "05_compare_models.ipynb"
+    return name, [
+        header(name, "Comparing the models", "judge the saved runs on the test split, once, with confidence intervals and significance tests, and see where each model fails."),
+        md(
+            """
+## Introduction
+
+This notebook **never trains**. It loads the run folders written by notebooks 03 and 04 (and any
+other run in the runs folder, such as an EfficientNetB0 or small-CNN run from the command line) and
+scores them on the test split, which no model has seen and which played no part in choosing epochs
+or settings.
+
+A single accuracy number hides a lot, so each model gets: accuracy and macro-F1 with bootstrap 95%
+confidence intervals, balanced accuracy, top-2 accuracy, log loss and calibration error, per-class
+precision/recall/F1, confusion matrices, and its inference speed. McNemar's exact test says whether
+two models' accuracies differ by more than chance on these same images. Finally, an **ensemble**
+(the average of the models' probabilities) and **test-time augmentation** (averaging each face with
+its mirror image) are evaluated in the same way.
+"""
+        ),
+        md("## Setup"),
+        parameters(
+            """
+RUNS = None  # a list of run folders; None takes every run in the runs folder
+SPLIT = "test"
+N_BOOT = 200 if SMOKE else 1000  # bootstrap resamples for the confidence intervals
+GRADCAM_FACES = 7
+"""
+        ),
+        setup_cell("from pathlib import Path\n\nfrom fer_utils import data, evaluation, plots, runs"),
+        md("## Data and runs"),
+        code(
+            """
+run_dirs = [Path(path) for path in RUNS] if RUNS else runs.find_runs(context.runs_dir)
+test = data.load_labelled(context.data_path, split=SPLIT)
+print(f"{SPLIT} split: {len(test)} images")
+print("runs:", ", ".join(path.name for path in run_dirs))
+""",
+            check=True,
+        ),
+        md(
+            """
+## Scores on the test split
+
+`evaluation.compare_runs` evaluates each run and their ensemble on the same images, and writes
+`summary.md`, `summary.json` and every figure below into the comparison folder.
+"""
+        ),
+        code(
+            """
+comparison_dir = context.runs_dir / "comparison"
+table, results = evaluation.compare_runs(run_dirs, test, comparison_dir, n_boot=N_BOOT, seed=SEED, gradcam_images=0)
+evaluation.formatted_summary(list(results.values()))
+"""
+        ),
+        md(
+            """
+### Are the differences real?
+
+McNemar's exact test looks only at the faces on which two models disagree about correctness: `b`
+faces that only the first model gets right, `c` that only the second gets right. Under the null
+hypothesis of equal accuracy, b and c are a fair coin's split.
+"""
+        ),
+        code("mcnemar = evaluation.mcnemar_table(list(results.values()))\nmcnemar.round(4)"),
+        md("## Where the models fail\n\nRows are the true class and sum to one; the diagonal is each class's recall."),
+        code("plots.plot_confusion_matrices({name: result.confusion for name, result in results.items()}, test.class_names)"),
+        code("plots.plot_per_class_f1({name: result.per_class for name, result in results.items()})"),
+        md("### Training and validation curves of every run"),
+        code("plots.plot_validation_curves({path.name: runs.load_history(path) for path in run_dirs})"),
+        md(
+            """
+### Misclassified faces
+
+The most confident mistakes of the run with the best *validation* accuracy: often a sign of label
+noise or of genuinely ambiguous faces.
+"""
+        ),
+        code(
+            """
+chosen = runs.best_run(context.runs_dir).name
+mistakes = results[chosen]
+plots.plot_misclassified(test.images, mistakes.y_true, mistakes.proba, test.class_names, n=16, title=f"{chosen}: confident mistakes")
+"""
+        ),
+        md(
+            """
+### Calibration
+
+A calibrated model that says 80% is right 80% of the time. The diagonal is perfect calibration; the
+expected calibration error (ECE) in the table above is the average gap.
+"""
+        ),
+        code("plots.plot_reliability_diagram({name: (result.y_true, result.proba) for name, result in results.items()})"),
+        md(
+            """
+### Grad-CAM: where each model looks
+
+Grad-CAM weights the last convolutional feature maps by the gradient of the predicted class score,
+showing which parts of the face drove the decision.
+"""
+        ),
+        code(
+            """
+sample = [int((test.labels == label).argmax()) for label in range(len(test.class_names))][:GRADCAM_FACES]
+for path in run_dirs:
+    run = runs.load_run(path)
+    heatmaps = evaluation.gradcam_heatmaps(run.model, test.images[sample])
+    predicted = run.model.predict(test.images[sample], verbose=0).argmax(axis=1)
+    titles = [f"true {test.class_names[t]}\\npred {run.class_names[p]}" for t, p in zip(test.labels[sample], predicted)]
+    display(plots.plot_gradcam(test.images[sample], heatmaps, titles, title=f"Grad-CAM: {run.name}"))
+"""
+        ),
+        md(
+            """
+## Test-time augmentation
+
+Each face and its mirror image are scored and the probabilities averaged. The mirror is one of the
+training augmentations, so the models have learned to handle it.
+"""
+        ),
+        code(
+            """
+tta_results = [evaluation.evaluate_model(path, test, tta=True, n_boot=N_BOOT, seed=SEED, name=f"{path.name} + TTA") for path in run_dirs]
+if len(run_dirs) > 1:
+    tta_results.append(evaluation.ensemble_result(tta_results, name="ensemble + TTA", n_boot=N_BOOT, seed=SEED))
+evaluation.formatted_summary(tta_results)
+"""
+        ),
+        md("## Conclusion"),
+        code(
+            """
+from IPython.display import Markdown
+
+Markdown(evaluation.comparison_conclusion(list(results.values()), mcnemar, tta_results))
+"""
+        ),
+        md(f"The same summary is saved as `comparison/summary.md` in the runs folder. Next: [06_predict_faces](06_predict_faces.ipynb)."),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
 # 06 - predict faces on photos and video
 # ---------------------------------------------------------------------------------------------
 def predict_faces():
@@ -373,7 +843,7 @@ Markdown(
     ]
 
 
-BUILDERS = [explore_data, predict_faces]
+BUILDERS = [explore_data, preview_augmentation, train_vgg16, train_resnet50, compare_models, predict_faces]
 
 
 def main() -> int:

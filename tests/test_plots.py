@@ -1,0 +1,138 @@
+"""Tests of fer_utils.plots: every function returns a Figure with the expected axes, titles and labels."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from fer_utils import CLASS_NAMES, evaluation, plots
+
+
+def _history(offset=0.0):
+    # Three head epochs then three fine-tuning epochs, numbered continuously.
+    return pd.DataFrame(
+        {
+            "epoch": [1, 2, 3, 4, 5, 6],
+            "phase": ["head"] * 3 + ["finetune"] * 3,
+            "loss": [1.8, 1.5, 1.3, 1.1, 1.0, 0.9],
+            "accuracy": [0.3, 0.4, 0.45, 0.5, 0.55, 0.6],
+            "val_loss": [1.7, 1.5, 1.4, 1.3, 1.25, 1.2],
+            "val_accuracy": np.array([0.32, 0.4, 0.43, 0.48, 0.5, 0.52]) + offset,
+        }
+    )
+
+
+def _predictions(n=70, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 7
+    proba = rng.dirichlet(np.ones(7), size=n)
+    proba[np.arange(n) < n // 2, labels[: n // 2]] += 2.0  # half the images are right
+    return labels, proba / proba.sum(axis=1, keepdims=True)
+
+
+def test_training_curves_have_accuracy_and_loss_panels_and_a_phase_line():
+    figure = plots.plot_training_curves(_history(), title="Run A")
+    assert isinstance(figure, Figure)
+    accuracy_axis, loss_axis = figure.axes
+    assert accuracy_axis.get_title() == "Accuracy per epoch" and loss_axis.get_title() == "Loss per epoch"
+    assert accuracy_axis.get_xlabel() == "Epoch" and loss_axis.get_ylabel() == "Loss"
+    assert [text.get_text() for text in accuracy_axis.get_legend().get_texts()] == ["Training", "Validation"]
+    # The phase boundary sits between epoch 3 and 4.
+    vertical_lines = [line for line in accuracy_axis.get_lines() if len(set(line.get_xdata())) == 1]
+    assert [line.get_xdata()[0] for line in vertical_lines] == [3.5]
+    assert figure.get_suptitle() == "Run A"
+
+
+def test_training_curves_restart_epoch_numbers_are_drawn_end_to_end():
+    history = _history().assign(epoch=[0, 1, 2, 0, 1, 2])
+    figure = plots.plot_training_curves(history)
+    training_line = figure.axes[0].get_lines()[0]
+    np.testing.assert_array_equal(training_line.get_xdata(), [1, 2, 3, 4, 5, 6])
+
+
+def test_validation_curves_show_one_line_per_run():
+    figure = plots.plot_validation_curves({"vgg16": _history(), "resnet50": _history(0.05)})
+    accuracy_axis, loss_axis = figure.axes
+    assert accuracy_axis.get_title() == "Validation accuracy" and loss_axis.get_title() == "Validation loss"
+    assert [text.get_text() for text in accuracy_axis.get_legend().get_texts()] == ["vgg16", "resnet50"]
+    with pytest.raises(ValueError):
+        plots.plot_validation_curves({})
+
+
+def test_confusion_matrices_side_by_side_and_row_normalised():
+    labels, proba = _predictions()
+    matrix = evaluation.confusion(labels, proba, 7)
+    figure = plots.plot_confusion_matrices({"model A": matrix, "model B": matrix}, CLASS_NAMES)
+    assert [axis.get_title() for axis in figure.axes] == ["model A", "model B"]
+    assert figure.axes[0].get_xlabel() == "Predicted class" and figure.axes[0].get_ylabel() == "True class"
+    assert [tick.get_text() for tick in figure.axes[0].get_xticklabels()] == list(CLASS_NAMES)
+    annotations = [float(text.get_text()) for text in figure.axes[0].texts]
+    np.testing.assert_allclose(np.reshape(annotations, (7, 7)).sum(axis=1), 1.0, atol=0.02)
+    with pytest.raises(ValueError, match="shape"):
+        plots.plot_confusion_matrices({"bad": np.zeros((3, 3))}, CLASS_NAMES)
+
+
+def test_per_class_f1_bars_for_several_models():
+    labels, proba = _predictions()
+    table = evaluation.per_class_table(labels, proba, CLASS_NAMES)
+    figure = plots.plot_per_class_f1({"A": table, "B": table.assign(f1=table["f1"] / 2)})
+    (axis,) = figure.axes
+    assert axis.get_ylabel() == "F1 score" and axis.get_title() == "Per-class F1"
+    assert len(axis.patches) == 14
+    heights = [patch.get_height() for patch in axis.patches]
+    np.testing.assert_allclose(heights[:7], table["f1"])
+
+
+def test_misclassified_gallery_shows_the_most_confident_mistakes_with_labels():
+    labels, proba = _predictions()
+    images = np.random.default_rng(0).integers(0, 255, (len(labels), 48, 48, 1), dtype=np.uint8)
+    figure = plots.plot_misclassified(images, labels, proba, CLASS_NAMES, n=5)
+    titled = [axis for axis in figure.axes if axis.get_title()]
+    assert len(titled) == 5
+    wrong = np.flatnonzero(proba.argmax(1) != labels)
+    most_confident = wrong[np.argmax(proba[wrong].max(1))]
+    assert titled[0].get_title() == (
+        f"true: {CLASS_NAMES[labels[most_confident]]}\n"
+        f"pred: {CLASS_NAMES[proba[most_confident].argmax()]} ({proba[most_confident].max():.2f})"
+    )
+
+
+def test_misclassified_gallery_without_mistakes_says_so():
+    labels = np.array([0, 1])
+    figure = plots.plot_misclassified(np.zeros((2, 48, 48, 1)), labels, np.eye(7)[labels], CLASS_NAMES)
+    assert figure.axes[0].texts[0].get_text() == "No misclassified images"
+
+
+def test_reliability_diagram_has_curves_with_ece_in_the_legend():
+    labels, proba = _predictions()
+    figure = plots.plot_reliability_diagram({"A": (labels, proba)}, n_bins=10)
+    curve_axis, count_axis = figure.axes
+    assert curve_axis.get_title() == "Reliability diagram"
+    assert curve_axis.get_ylabel() == "Accuracy"
+    assert count_axis.get_xlabel() == "Confidence (top predicted probability)"
+    ece = evaluation.expected_calibration_error(labels, proba, n_bins=10)
+    legend = [text.get_text() for text in curve_axis.get_legend().get_texts()]
+    assert legend == ["Perfect calibration", f"A (ECE {ece:.3f})"]
+
+
+def test_gradcam_figure_has_faces_and_overlays():
+    images = np.zeros((3, 48, 48, 1), np.uint8)
+    heatmaps = np.random.default_rng(0).random((3, 48, 48))
+    figure = plots.plot_gradcam(images, heatmaps, ["one", "two", "three"])
+    assert len(figure.axes) == 6
+    assert [axis.get_title() for axis in figure.axes[:3]] == ["one", "two", "three"]
+    assert len(figure.axes[3].get_images()) == 2  # face + heatmap overlay
+    with pytest.raises(ValueError, match="heatmaps"):
+        plots.plot_gradcam(images, heatmaps[:2])
+
+
+def test_save_figure_writes_a_png(tmp_path):
+    figure = plots.plot_training_curves(_history())
+    path = plots.save_figure(figure, tmp_path / "figures" / "curves.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="png"):
+        plots.save_figure(figure, tmp_path / "curves.jpg")
