@@ -130,6 +130,16 @@ def find_runs(root: str | os.PathLike) -> list[Path]:
     return sorted(child for child in root.iterdir() if child.is_dir() and is_run_dir(child))
 
 
+def load_history(path: str | os.PathLike):
+    """The history.csv of a run folder as a DataFrame (empty when missing), without loading the model."""
+    import pandas as pd
+
+    history_path = Path(path) / HISTORY_FILE
+    if history_path.is_file() and history_path.read_text(encoding="utf-8").strip():
+        return pd.read_csv(history_path)
+    return pd.DataFrame()
+
+
 def best_run(root: str | os.PathLike, metric: str = "accuracy") -> Path:
     """The run folder in `root` with the highest validation `metric` (from val_metrics.json).
 
@@ -155,7 +165,6 @@ def load_run(path: str | os.PathLike, compile: bool = False) -> Run:
     else from the package's canonical order when the model has that many outputs.
     """
     import keras
-    import pandas as pd
 
     from fer_utils import CLASS_NAMES
 
@@ -179,10 +188,7 @@ def load_run(path: str | os.PathLike, compile: bool = False) -> Run:
 
     config = _read_json(run_dir / CONFIG_FILE, default={})
     val_metrics = _read_json(run_dir / VAL_METRICS_FILE, default={})
-    history_path = run_dir / HISTORY_FILE
-    history = pd.DataFrame()
-    if history_path.is_file() and history_path.read_text(encoding="utf-8").strip():
-        history = pd.read_csv(history_path)
+    history = load_history(run_dir)
 
     # safe_mode stays on (the default): only built-in, registered layers are deserialized.
     model = keras.models.load_model(model_path, compile=compile)
