@@ -45,7 +45,7 @@ def _add_demo_data_parser(subparsers):
     parser = subparsers.add_parser("demo-data", help="Write the procedurally drawn demo dataset.")
     parser.add_argument("out", help="Folder to write train/<class>/*.png and test/<class>/*.png into.")
     parser.add_argument("--per-class", type=int, default=None,
-                        help="Average training images per class (default 60; FER2013's class proportions).")
+                        help="Average training images per class (default 100; FER2013's class proportions).")
     parser.add_argument("--seed", type=int, default=0, help="Random seed; the same seed gives the same images.")
     parser.add_argument("--overwrite", action="store_true", help="Write into a folder that already has splits.")
     parser.set_defaults(handler=_run_demo_data)
@@ -65,12 +65,98 @@ def _run_demo_data(args):
 # train  (owned by the models/training work)
 # ---------------------------------------------------------------------------------------------
 def _add_train_parser(subparsers):
-    parser = subparsers.add_parser("train", help="Train a model and write a run folder.")
+    parser = subparsers.add_parser(
+        "train",
+        help="Train a model and write a run folder.",
+        description=(
+            "Train a backbone on DATA's train split (the validation split is carved from train; test is "
+            "never used) and write RUN_DIR with model.keras, history.csv, config.json and val_metrics.json. "
+            "Re-running the same command after an interruption resumes from the last finished epoch. "
+            "Unset options take the backbone's defaults (fer_utils.training.default_config)."
+        ),
+    )
+    parser.add_argument("--backbone", required=True, choices=_backbone_names(), help="Network to train.")
+    parser.add_argument("--data", required=True, help="Dataset root with train/ (and test/), or fer2013.csv.")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="Run folder to write (or resume).")
+    parser.add_argument("--weights", help="imagenet | none | PATH to a weights file "
+                                          "(default: imagenet, none for small_cnn).")
+    parser.add_argument("--img-size", type=int, help="Backbone input size in px (default: 48 on CPU, "
+                                                     "96 vgg16/resnet50, 160 efficientnetb0 on GPU).")
+    parser.add_argument("--epochs-head", type=int, help="Head-phase epochs (default 10).")
+    parser.add_argument("--epochs-finetune", type=int, help="Fine-tuning epochs, 0 to skip (default 10).")
+    parser.add_argument("--epochs", type=int, help="small_cnn: end-to-end epochs (default 30).")
+    parser.add_argument("--head-mode", choices=("cached", "images"),
+                        help="Head phase on cached backbone features (fast, default) or on augmented "
+                             "images through the frozen backbone every epoch (seed-style).")
+    parser.add_argument("--batch-size", type=int, help="Batch size (default 64; 128 for small_cnn).")
+    parser.add_argument("--learning-rate", type=float, help="Peak learning rate of the head / end-to-end phase.")
+    parser.add_argument("--finetune-learning-rate", type=float, help="Peak learning rate of fine-tuning.")
+    parser.add_argument("--finetune-layers", help="Comma-separated layer-name prefixes to unfreeze "
+                                                  "(default: block5 / conv5 / block7,top).")
+    parser.add_argument("--label-smoothing", type=float, help="Label smoothing (default 0.1).")
+    parser.add_argument("--dropout", type=float, help="Head dropout rate.")
+    parser.add_argument("--head-units", type=int, help="Width of the head's Dense layer (default 128).")
+    parser.add_argument("--patience", type=int, help="Early-stopping patience in epochs, 0 = off.")
+    parser.add_argument("--val-fraction", type=float, help="Share of train held out for validation (default 0.1).")
+    parser.add_argument("--max-minutes", type=float,
+                        help="Training time budget; the schedule anneals within it and training stops cleanly.")
+    parser.add_argument("--seed", type=int, help="Random seed (default 42).")
+    weights_group = parser.add_mutually_exclusive_group()
+    weights_group.add_argument("--class-weights", dest="class_weights", action="store_true", default=None,
+                               help="Balanced class weights (default for pretrained backbones).")
+    weights_group.add_argument("--no-class-weights", dest="class_weights", action="store_false",
+                               help="Plain cross-entropy (default for small_cnn).")
+    parser.add_argument("--no-augment", action="store_true", help="Switch the in-model augmentation off.")
+    parser.add_argument("--name", help="Display name of the run (default: the folder name).")
+    parser.add_argument("--overwrite", action="store_true", help="Discard whatever RUN_DIR holds and start over.")
+    parser.add_argument("--no-cache", action="store_true", help="Do not read or write the decoded-data cache.")
+    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
     parser.set_defaults(handler=_run_train)
 
 
+def _backbone_names():
+    from fer_utils.models import BACKBONES
+
+    return BACKBONES
+
+
 def _run_train(args):
-    raise NotImplementedError
+    from fer_utils import training
+
+    overrides = {
+        "img_size": args.img_size,
+        "epochs_head": args.epochs_head,
+        "epochs_finetune": args.epochs_finetune,
+        "epochs_end_to_end": args.epochs,
+        "head_mode": args.head_mode,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "finetune_learning_rate": args.finetune_learning_rate,
+        "label_smoothing": args.label_smoothing,
+        "dropout": args.dropout,
+        "head_units": args.head_units,
+        "patience": args.patience,
+        "val_fraction": args.val_fraction,
+        "max_minutes": args.max_minutes,
+        "seed": args.seed,
+        "class_weights": args.class_weights,
+        "name": args.name,
+    }
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if args.weights is not None:
+        overrides["weights"] = None if args.weights.lower() == "none" else args.weights
+    if args.finetune_layers:
+        overrides["finetune_prefixes"] = tuple(p.strip() for p in args.finetune_layers.split(",") if p.strip())
+    if args.no_augment:
+        overrides["augment"] = False
+    config = training.default_config(args.backbone, **overrides)
+    run_dir = training.train_from_directory(
+        args.data, args.out, config, progress=not args.quiet, cache=not args.no_cache, overwrite=args.overwrite
+    )
+    print(f"Run folder: {run_dir}")
+    for name in ("model.keras", "history.csv", "config.json", "val_metrics.json"):
+        print(f"  {run_dir / name}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ FER2013_TRAIN_COUNTS = {
     "surprise": 3171,
     "neutral": 4965,
 }
-DEFAULT_PER_CLASS = 60
+DEFAULT_PER_CLASS = 100
 DEFAULT_TEST_FRACTION = 0.25
 MIN_PER_CLASS = 6
 _SCALE = 4  # Faces are drawn at 4x resolution and downsampled, which anti-aliases the strokes.
@@ -167,7 +167,7 @@ def make_demo_dataset(
 
     Args:
         out_dir: the dataset root to create.
-        per_class: average number of training images per class (default 60); classes follow FER2013's
+        per_class: average number of training images per class (default 100); classes follow FER2013's
             proportions, so `happy` gets about 2.5x and `disgust` about a quarter of that, at least 6.
         seed: the same seed always produces the same images.
         test_fraction: size of the test split relative to train.

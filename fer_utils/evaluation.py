@@ -1267,3 +1267,36 @@ def comparison_conclusion(
     if fastest.images_per_second:
         sentences.append(f"The fastest at inference is {fastest.name}, {fastest.images_per_second:,.0f} images/s here.")
     return " ".join(sentences)
+
+
+def chance_test(y_true, y_pred, num_classes: int | None = None) -> dict:
+    """Test whether predictions beat chance, with chance defined by the predictions themselves.
+
+    A classifier that ignores its input but predicts class c with frequency q_c scores, on labels
+    with class frequencies pi_c, an expected accuracy of sum_c q_c * pi_c. That is the chance level
+    here: always predicting the largest class scores exactly it, so a collapsed model never passes.
+    The p-value is a one-sided exact binomial test of the observed number of correct predictions
+    against that level.
+
+    Returns:
+        {"n", "correct", "accuracy", "chance_accuracy", "p_value"}.
+    """
+    from scipy.stats import binomtest
+
+    labels = _as_labels(y_true)
+    predictions = _as_labels(y_pred, "y_pred")
+    if labels.shape != predictions.shape or labels.size == 0:
+        raise ValueError(f"chance_test needs equally long, non-empty label arrays; got {labels.shape} and {predictions.shape}.")
+    classes = num_classes or int(max(labels.max(), predictions.max()) + 1)
+    count = labels.size
+    correct = int((labels == predictions).sum())
+    predicted_share = np.bincount(predictions, minlength=classes) / count
+    true_share = np.bincount(labels, minlength=classes) / count
+    chance = float(min(1.0, predicted_share @ true_share))
+    return {
+        "n": int(count),
+        "correct": correct,
+        "accuracy": correct / count,
+        "chance_accuracy": chance,
+        "p_value": float(binomtest(correct, count, chance, alternative="greater").pvalue),
+    }

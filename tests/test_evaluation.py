@@ -354,3 +354,23 @@ def test_comparison_conclusion_is_computed_from_results():
     assert "worse reaches 62.5%" in text
     assert "is **not** significant" in text  # 3 discordant pairs cannot reach p < 0.05
     assert "fastest at inference is worse" in text
+
+
+def test_chance_test_rejects_a_collapsed_model_and_accepts_a_learned_one():
+    import numpy as np
+
+    from fer_utils import evaluation
+
+    y_true = np.array([0] * 30 + [1] * 10 + [2] * 10)
+    collapsed = evaluation.chance_test(y_true, np.zeros_like(y_true))
+    assert collapsed["accuracy"] == 0.6
+    assert collapsed["chance_accuracy"] == 0.6  # always the largest class is exactly chance
+    assert collapsed["p_value"] > 0.5
+    learned = y_true.copy()
+    learned[:5] = 1  # 45 of 50 right
+    result = evaluation.chance_test(y_true, learned)
+    assert result["correct"] == 45
+    assert result["chance_accuracy"] == pytest.approx((25 / 50) * (30 / 50) + (15 / 50) * (10 / 50) + (10 / 50) * (10 / 50))
+    assert result["p_value"] < 1e-6
+    with pytest.raises(ValueError, match="equally long"):
+        evaluation.chance_test(y_true, learned[:-1])

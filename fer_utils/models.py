@@ -1,0 +1,404 @@
+"""Backbone registry and the one model builder: raw FER pixels in, class probabilities out.
+
+Every model has the same structure (layer names are a contract other modules rely on):
+
+    pixels (48, 48, 1) float32, values 0..255
+      -> augmentation   keras.Sequential of random layers, identity outside training
+      -> resize         keras.layers.Resizing to the backbone's input size
+      -> gray_to_rgb    the gray channel repeated three times
+      -> preprocess     exactly the backbone's `keras.applications.<name>.preprocess_input`
+      -> backbone       a nested keras.Model; pretrained ones keep BatchNorm frozen (inference mode)
+      -> gap            GlobalAveragePooling2D
+      -> head_dense     Dense(head_units, relu)
+      -> head_dropout   Dropout
+      -> predictions    Dense(num_classes, softmax), float32 even under mixed precision
+
+Only built-in Keras layers are used, so a saved `.keras` file loads with plain
+`keras.models.load_model(path)` (safe mode on) and predicts from raw pixels: no preprocessing
+step outside the model can drift between training and inference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from fer_utils import CLASS_NAMES
+
+# FER2013 images are 48x48 grayscale; every model takes them as they are.
+INPUT_SHAPE = (48, 48, 1)
+
+# keras.applications' "caffe" preprocessing (VGG16, ResNet50) flips RGB to BGR and subtracts
+# these ImageNet channel means (in BGR order). On a gray image repeated to three identical
+# channels the flip changes nothing, so only the mean subtraction remains.
+CAFFE_BGR_MEANS = (103.939, 116.779, 123.68)
+
+
+class WeightsUnavailableError(OSError):
+    """Pretrained weights were asked for but cannot be found or downloaded (e.g. offline)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    """What the builder and the trainer need to know about one backbone.
+
+    Attributes:
+        name: Registry name (`vgg16`, `resnet50`, `efficientnetb0`, `small_cnn`).
+        application: Name of the `keras.applications` constructor; None for `small_cnn`.
+        preprocessing: "caffe" (BGR mean subtraction), "none" (EfficientNet rescales inside
+            itself; its `preprocess_input` is a pass-through) or "unit" (pixels / 255).
+        cpu_img_size: Default input size on a CPU: FER's native 48 px, the cheapest choice.
+        gpu_img_size: Default input size on a GPU (see `default_img_size`).
+        min_img_size: Smallest input the backbone accepts.
+        finetune_prefixes: Names of the layers unfrozen in phase 2 start with one of these.
+        weights_file: The ImageNet "notop" weights file Keras downloads into its cache.
+        pretrained: Whether the backbone comes with ImageNet weights (False: trained from scratch).
+    """
+
+    name: str
+    application: str | None
+    preprocessing: str
+    cpu_img_size: int
+    gpu_img_size: int
+    min_img_size: int
+    finetune_prefixes: tuple[str, ...]
+    weights_file: str | None
+    pretrained: bool = True
+
+
+# GPU image sizes: 96 px for VGG16/ResNet50 upsamples FER's 48 px faces 2x, so the deepest
+# feature map is 3x3 instead of 1x1 (at 48 px VGG16's block5 sees the whole face as one cell),
+# at a quarter of the 224 px cost, which keeps an epoch on a T4 around a minute. EfficientNetB0
+# is cheaper per pixel and was tuned on larger inputs, so it gets 160 px.
+SPECS = {
+    "vgg16": BackboneSpec(
+        name="vgg16",
+        application="VGG16",
+        preprocessing="caffe",
+        cpu_img_size=48,
+        gpu_img_size=96,
+        min_img_size=32,
+        finetune_prefixes=("block5",),
+        weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "resnet50": BackboneSpec(
+        name="resnet50",
+        application="ResNet50",
+        preprocessing="caffe",
+        cpu_img_size=48,
+        gpu_img_size=96,
+        min_img_size=32,
+        finetune_prefixes=("conv5",),
+        weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "efficientnetb0": BackboneSpec(
+        name="efficientnetb0",
+        application="EfficientNetB0",
+        preprocessing="none",
+        cpu_img_size=48,
+        gpu_img_size=160,
+        min_img_size=32,
+        finetune_prefixes=("block7", "top"),
+        weights_file="efficientnetb0_notop.h5",
+    ),
+    "small_cnn": BackboneSpec(
+        name="small_cnn",
+        application=None,
+        preprocessing="unit",
+        cpu_img_size=48,
+        gpu_img_size=48,
+        min_img_size=16,
+        finetune_prefixes=(),
+        weights_file=None,
+        pretrained=False,
+    ),
+}
+
+BACKBONES = tuple(SPECS)
+
+
+def get_spec(backbone: str) -> BackboneSpec:
+    """Return the registry entry of `backbone`, or raise ValueError listing the known names."""
+    key = str(backbone).lower()
+    if key not in SPECS:
+        raise ValueError(f"Unknown backbone '{backbone}'. Choose one of: {', '.join(BACKBONES)}.")
+    return SPECS[key]
+
+
+def default_img_size(backbone: str, on_gpu: bool | None = None) -> int:
+    """Default input size of `backbone`: 48 px on a CPU, the spec's GPU size on a GPU.
+
+    `on_gpu=None` asks the backend whether a GPU is visible.
+    """
+    spec = get_spec(backbone)
+    if on_gpu is None:
+        from fer_utils import backend
+
+        on_gpu = bool(backend.gpu_names())
+    return spec.gpu_img_size if on_gpu else spec.cpu_img_size
+
+
+def default_weights(backbone: str) -> str | None:
+    """"imagenet" for pretrained backbones, None for `small_cnn` (trained from scratch)."""
+    return "imagenet" if get_spec(backbone).pretrained else None
+
+
+def keras_cache_dir() -> Path:
+    """The folder where Keras keeps downloaded weights: `$KERAS_HOME/models` or `~/.keras/models`.
+
+    Mirrors Keras's own rule, including its fallback to /tmp/.keras when the home folder is
+    not writable.
+    """
+    if "KERAS_HOME" in os.environ:
+        base = Path(os.environ["KERAS_HOME"])
+    else:
+        home = Path(os.path.expanduser("~"))
+        base = (home if os.access(home, os.W_OK) else Path("/tmp")) / ".keras"
+    return base.expanduser() / "models"
+
+
+def build_model(
+    backbone: str,
+    num_classes: int | None = None,
+    img_size: int | None = None,
+    weights: str | os.PathLike | None = "imagenet",
+    head_units: int = 128,
+    dropout: float = 0.5,
+    augment: bool = True,
+    seed: int | None = None,
+    class_names: tuple[str, ...] | list[str] = CLASS_NAMES,
+    augmentation=None,
+    head_batchnorm: bool = False,
+):
+    """Build a model that maps raw 48x48x1 FER pixels (0..255) to class probabilities.
+
+    Args:
+        backbone: One of `BACKBONES`.
+        num_classes: Number of outputs; defaults to `len(class_names)` and must agree with it.
+        img_size: Side of the square input the backbone sees (faces are resized inside the
+            model). None: 48 on a CPU, the spec's GPU size on a GPU (`default_img_size`).
+        weights: "imagenet" (download into the Keras cache, or use the file already there),
+            None (random initialisation), or the path of a weights file for the backbone.
+            `small_cnn` has no pretrained weights and accepts only None.
+        head_units: Width of the Dense layer of the head.
+        dropout: Dropout rate before the output layer.
+        augment: Include the random augmentation layers (always identity outside training).
+        seed: Seed of the augmentation layers.
+        class_names: Names of the outputs in order; stored on the model as `model.class_names`
+            (training writes them next to the saved model and into config.json).
+        augmentation: An `fer_utils.augmentation.AugmentationConfig` to override the default
+            strengths (ignored when `augment` is False).
+        head_batchnorm: Insert a BatchNormalization layer ("head_norm") between the pooling and the
+            head's Dense layer. Off by default (the seed's head). Randomly initialised backbones
+            (`weights=None`) produce tiny, badly scaled features that the seed's head cannot learn
+            from in a few epochs; standardising them first makes it learn (smoke runs use this).
+
+    Returns:
+        A functional `keras.Model` named after the backbone, uncompiled, with the layer names
+        described in the module docstring.
+
+    Raises:
+        ValueError: Unknown backbone, image size too small, or inconsistent arguments.
+        FileNotFoundError: `weights` is a path that does not exist.
+        WeightsUnavailableError: ImageNet weights are not cached and cannot be downloaded.
+    """
+    import keras
+
+    from fer_utils import augmentation as augmentation_module
+
+    spec = get_spec(backbone)
+    class_names = tuple(str(name) for name in class_names)
+    if num_classes is None:
+        num_classes = len(class_names)
+    if num_classes != len(class_names):
+        raise ValueError(
+            f"num_classes={num_classes} does not match the {len(class_names)} class names {class_names}. "
+            "Pass class_names with one name per output."
+        )
+    if img_size is None:
+        img_size = default_img_size(spec.name)
+    img_size = int(img_size)
+    if img_size < spec.min_img_size:
+        raise ValueError(
+            f"img_size={img_size} is too small for {spec.name}: it needs at least {spec.min_img_size} px. "
+            f"Use 48 (FER's native size) or larger."
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+    if head_units < 1:
+        raise ValueError(f"head_units must be a positive integer, got {head_units}.")
+
+    pixels = keras.Input(shape=INPUT_SHAPE, name="pixels", dtype="float32")
+    if augment:
+        augmentation_block = augmentation_module.build_augmentation(augmentation, seed=seed)
+    else:
+        augmentation_block = augmentation_module.build_augmentation(
+            augmentation_module.AugmentationConfig(flip=False, rotation=0, zoom=0, translation=0, contrast=0), seed=seed
+        )
+    x = augmentation_block(pixels)
+    x = keras.layers.Resizing(img_size, img_size, interpolation="bilinear", name="resize")(x)
+    x = keras.layers.Concatenate(axis=-1, name="gray_to_rgb")([x, x, x])
+    x = _preprocess_layer(spec)(x)
+
+    backbone_model = build_backbone(spec.name, img_size, weights)
+    if spec.pretrained:
+        # The pretrained backbone's BatchNorm layers keep their ImageNet statistics, also while
+        # the top blocks are fine-tuned. `training=False` states the intent, but Keras 3's
+        # functional runtime passes the outer model's training flag down to nested models, so
+        # what actually guarantees it is `trainable=False` on every BatchNorm layer (in Keras 3
+        # a non-trainable BatchNorm runs in inference mode); that flag is saved with the model.
+        freeze_batch_norm(backbone_model)
+        x = backbone_model(x, training=False)
+    else:
+        # small_cnn learns its BatchNorm statistics, so it follows the model's training flag.
+        x = backbone_model(x)
+
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if head_batchnorm:
+        x = keras.layers.BatchNormalization(name="head_norm")(x)
+    x = keras.layers.Dense(head_units, activation="relu", name="head_dense")(x)
+    x = keras.layers.Dropout(dropout, seed=seed, name="head_dropout")(x)
+    # float32 softmax: stable probabilities even when the rest runs in mixed precision.
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+    model = keras.Model(pixels, outputs, name=f"fer_{spec.name}")
+    model.class_names = class_names
+    return model
+
+
+def build_backbone(backbone: str, img_size: int, weights=None):
+    """Return the nested feature extractor, named "backbone", for RGB inputs of `img_size` px.
+
+    `weights` as in `build_model`. The result outputs a 4-D feature map (no pooling, no top).
+    """
+    import keras
+
+    spec = get_spec(backbone)
+    input_shape = (img_size, img_size, 3)
+    if not spec.pretrained:
+        if weights is not None:
+            raise ValueError(
+                f"{spec.name} is trained from scratch and has no pretrained weights; got weights={weights!r}. "
+                "Pass weights=None (on the command line: --weights none)."
+            )
+        return _small_cnn(input_shape)
+
+    constructor = getattr(keras.applications, spec.application)
+    if weights is None:
+        model = constructor(include_top=False, weights=None, input_shape=input_shape)
+    elif weights == "imagenet":
+        model = _imagenet_backbone(spec, constructor, input_shape)
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"Weights file '{path}' for {spec.name} does not exist. Pass weights='imagenet', "
+                f"weights=None, or the path of a {spec.name} notop weights file such as {spec.weights_file}."
+            )
+        model = constructor(include_top=False, weights=None, input_shape=input_shape)
+        model.load_weights(str(path))
+    # The constructor's own name decides the weights file name (EfficientNet), so the backbone
+    # is built under its default name and renamed afterwards.
+    model.name = "backbone"
+    return model
+
+
+def freeze_batch_norm(model) -> None:
+    """Set `trainable=False` on every BatchNormalization layer of `model` (a flat backbone).
+
+    In Keras 3 a non-trainable BatchNormalization layer normalises with its moving statistics
+    and never updates them, whatever training flag it is called with.
+    """
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def _imagenet_backbone(spec: BackboneSpec, constructor, input_shape):
+    """Build a pretrained backbone; turn a failed download into a clear, actionable error."""
+    cached_file = keras_cache_dir() / spec.weights_file
+    try:
+        return constructor(include_top=False, weights="imagenet", input_shape=input_shape)
+    except Exception as error:  # Keras raises a bare Exception when a download fails.
+        if cached_file.is_file() and not isinstance(error, OSError | ConnectionError):
+            raise  # The file is there: the problem is something else; do not mask it.
+        raise WeightsUnavailableError(
+            f"Could not load the ImageNet weights of {spec.name}: the file {spec.weights_file} is not in the "
+            f"Keras cache folder {cached_file.parent} and downloading it failed ({type(error).__name__}: {error}). "
+            f"Either place {spec.weights_file} in {cached_file.parent} (set KERAS_HOME to use another cache), "
+            f"or pass a local weights file (weights='path/to/{spec.weights_file}', --weights PATH), "
+            "or train from random weights with weights=None (--weights none)."
+        ) from error
+
+
+def _preprocess_layer(spec: BackboneSpec):
+    """The built-in layer reproducing the backbone's `preprocess_input` on 3 identical channels."""
+    import keras
+
+    if spec.preprocessing == "caffe":
+        return keras.layers.Normalization(mean=list(CAFFE_BGR_MEANS), variance=[1.0, 1.0, 1.0], name="preprocess")
+    if spec.preprocessing == "none":
+        return keras.layers.Identity(name="preprocess")
+    if spec.preprocessing == "unit":
+        return keras.layers.Rescaling(1.0 / 255.0, name="preprocess")
+    raise ValueError(f"Unknown preprocessing '{spec.preprocessing}' in the spec of {spec.name}.")
+
+
+def _small_cnn(input_shape):
+    """A compact VGG-style network for FER, trained from scratch; cheap enough for a CPU.
+
+    Cost is concentrated where the feature map is small: a single 32-channel convolution at full
+    resolution, then blocks of 3x3 convolutions with BatchNorm at 24, 12 and 6 px, each followed
+    by 2x2 max pooling. About 1.2M parameters and ~75M multiply-adds per 48 px face.
+    """
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=input_shape, name="backbone_input")
+    x = inputs
+    for stage, (filters, convolutions) in enumerate(SMALL_CNN_STAGES, start=1):
+        for index in range(1, convolutions + 1):
+            prefix = f"stage{stage}_conv{index}"
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=prefix)(x)
+            x = layers.BatchNormalization(name=f"{prefix}_bn")(x)
+            x = layers.ReLU(name=f"{prefix}_relu")(x)
+        x = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
+    return keras.Model(inputs, x, name="backbone")
+
+
+# (filters, number of 3x3 convolutions) per stage of small_cnn; each stage halves the resolution.
+SMALL_CNN_STAGES = ((32, 1), (64, 1), (128, 2), (256, 2))
+
+
+def trainable_summary(model) -> dict[str, int]:
+    """Count trainable and frozen weights (scalars) of `model`: {"trainable": n, "frozen": m}."""
+    import numpy as np
+
+    trainable = sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
+    frozen = sum(int(np.prod(weight.shape)) for weight in model.non_trainable_weights)
+    return {"trainable": trainable, "frozen": frozen}
+
+
+def gradcam_layer_name(model) -> str:
+    """Name of the last layer of the nested "backbone" whose output is 4-D (the Grad-CAM default)."""
+    backbone_model = model.get_layer("backbone")
+    for layer in reversed(backbone_model.layers):
+        shape = getattr(layer, "output", None)
+        if shape is not None and len(layer.output.shape) == 4:
+            return layer.name
+    raise ValueError(f"Model '{model.name}' has no 4-D layer inside its backbone.")
+
+
+def model_inputs(model, images, batch_size: int = 256):
+    """What the backbone receives for `images`: the output of the "preprocess" layer (inference mode).
+
+    That is the raw pixels after resizing, grayscale-to-RGB and the backbone's own preprocessing,
+    shape (N, img_size, img_size, 3) float32.
+    """
+    import keras
+
+    inputs_model = keras.Model(model.inputs, model.get_layer("preprocess").output)
+    return inputs_model.predict(images, batch_size=batch_size, verbose=0)

@@ -1,0 +1,174 @@
+"""The model builder: structure contract, in-model preprocessing, saving, weights handling."""
+
+import numpy as np
+import pytest
+
+from fer_utils import CLASS_NAMES, models
+
+CONTRACT_LAYERS = [
+    "pixels", "augmentation", "resize", "gray_to_rgb", "preprocess", "backbone",
+    "gap", "head_dense", "head_dropout", "predictions",
+]
+
+
+def _faces(count=3, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (count, 48, 48, 1)).astype("uint8")
+
+
+@pytest.mark.parametrize("backbone", models.BACKBONES)
+def test_every_backbone_builds_with_the_contract_structure(backbone):
+    model = models.build_model(backbone, img_size=32, weights=None, head_units=16, seed=0)
+    assert [layer.name for layer in model.layers] == CONTRACT_LAYERS
+    assert tuple(model.input_shape) == (None, 48, 48, 1)
+    assert tuple(model.output_shape) == (None, len(CLASS_NAMES))
+    assert model.get_layer("predictions").dtype_policy.compute_dtype == "float32"
+    assert model.get_layer("head_dense").units == 16
+    assert tuple(model.get_layer("backbone").input_shape) == (None, 32, 32, 3)
+    assert model.class_names == CLASS_NAMES
+    probabilities = model.predict(_faces(), verbose=0)
+    assert probabilities.shape == (3, 7)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert len(model.get_layer("backbone").get_layer(models.gradcam_layer_name(model)).output.shape) == 4
+
+
+@pytest.mark.parametrize("backbone", models.BACKBONES)
+def test_in_model_preprocessing_equals_the_backbones_preprocess_input(backbone):
+    import keras
+
+    model = models.build_model(backbone, img_size=48, weights=None, augment=False)
+    to_preprocessed = keras.Model(model.input, model.get_layer("preprocess").output)
+    gray = _faces(count=2, seed=1)
+    ours = np.asarray(to_preprocessed.predict(gray, verbose=0))
+
+    rgb = np.repeat(gray.astype("float32"), 3, axis=-1)
+    application_module = {
+        "vgg16": keras.applications.vgg16,
+        "resnet50": keras.applications.resnet50,
+        "efficientnetb0": keras.applications.efficientnet,
+    }.get(backbone)
+    expected = application_module.preprocess_input(rgb.copy()) if application_module else rgb / 255.0
+    assert ours.shape == expected.shape == (2, 48, 48, 3)
+    np.testing.assert_allclose(ours, np.asarray(expected), atol=1e-4)
+
+
+def test_caffe_preprocessing_subtracts_the_bgr_means_on_gray_faces():
+    import keras
+
+    constant = np.full((1, 48, 48, 1), 100, dtype="uint8")
+    model = models.build_model("vgg16", img_size=48, weights=None, augment=False)
+    out = keras.Model(model.input, model.get_layer("preprocess").output).predict(constant, verbose=0)
+    np.testing.assert_allclose(out[0, 0, 0], 100.0 - np.array(models.CAFFE_BGR_MEANS), atol=1e-4)
+
+
+def test_saved_model_loads_with_plain_keras_and_predicts_identically(tmp_path):
+    # A pretrained backbone is saved and reloaded in the BatchNorm test below.
+    import keras
+
+    model = models.build_model("small_cnn", img_size=32, weights=None, seed=0)
+    faces = _faces(count=4)
+    expected = model.predict(faces, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)  # safe_mode stays on
+    np.testing.assert_allclose(loaded.predict(faces, verbose=0), expected, atol=1e-6)
+    assert [layer.name for layer in loaded.layers] == CONTRACT_LAYERS
+
+
+def _numpy(variable):
+    import keras
+
+    return np.array(keras.ops.convert_to_numpy(variable), copy=True)
+
+
+def test_pretrained_backbone_batchnorm_stays_in_inference_mode_also_after_reload(tmp_path):
+    import keras
+
+    from fer_utils import training
+
+    model = models.build_model("resnet50", img_size=32, weights=None, head_units=8, seed=0)
+    # Fine-tuning a whole stage that contains BatchNorm layers: their statistics must not move.
+    training.set_phase_trainable(model, training.PHASE_FINETUNE, ("conv5",))
+    backbone = model.get_layer("backbone")
+    faces, labels = _faces(count=4), keras.utils.to_categorical(np.arange(4), 7)
+
+    def fit_one_step(net):
+        net.compile(optimizer="sgd", loss="categorical_crossentropy")
+        net.fit(faces, labels, epochs=1, batch_size=4, verbose=0)
+
+    statistics = {name: _numpy(backbone.get_layer(name).moving_mean) for name in ("conv1_bn", "conv5_block3_3_bn")}
+    kernel_before = _numpy(backbone.get_layer("conv5_block3_3_conv").kernel)
+    fit_one_step(model)
+    assert not np.allclose(_numpy(backbone.get_layer("conv5_block3_3_conv").kernel), kernel_before)
+    for name, before in statistics.items():
+        np.testing.assert_array_equal(_numpy(backbone.get_layer(name).moving_mean), before)
+
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    loaded_backbone = loaded.get_layer("backbone")
+    assert not loaded_backbone.get_layer("conv5_block3_3_bn").trainable
+    fit_one_step(loaded)
+    for name, before in statistics.items():
+        np.testing.assert_array_equal(_numpy(loaded_backbone.get_layer(name).moving_mean), before)
+
+
+def test_small_cnn_learns_its_batchnorm_statistics():
+    import keras
+
+    model = models.build_model("small_cnn", weights=None, seed=0)
+    batch_norm = model.get_layer("backbone").get_layer("stage1_conv1_bn")
+    before = _numpy(batch_norm.moving_mean)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    model.fit(_faces(count=4), keras.utils.to_categorical(np.arange(4), 7), epochs=1, batch_size=4, verbose=0)
+    assert not np.allclose(_numpy(batch_norm.moving_mean), before)
+
+
+def test_small_cnn_is_small():
+    model = models.build_model("small_cnn", weights=None)
+    assert model.count_params() <= 2_000_000
+
+
+def test_offline_imagenet_weights_error_names_file_folder_and_way_out(tmp_path, monkeypatch):
+    from keras.src.utils import file_utils
+
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- no network")
+
+    monkeypatch.setattr(file_utils, "get_file", no_network)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    with pytest.raises(models.WeightsUnavailableError) as caught:
+        models.build_model("vgg16", img_size=32, weights="imagenet")
+    message = str(caught.value)
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    assert str(tmp_path / "keras-home" / "models") in message
+    assert "weights=None" in message
+    assert isinstance(caught.value, OSError)  # the CLI reports OSErrors as one clear line
+
+
+def test_local_weights_file_is_loaded_into_the_backbone(tmp_path):
+    source = models.build_backbone("efficientnetb0", 32, weights=None)
+    path = tmp_path / "effnet.weights.h5"
+    source.save_weights(path)
+    model = models.build_model("efficientnetb0", img_size=32, weights=path)
+    for expected, actual in zip(source.get_weights(), model.get_layer("backbone").get_weights()):
+        np.testing.assert_array_equal(actual, expected)
+
+
+def test_bad_arguments_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="Unknown backbone"):
+        models.build_model("alexnet", weights=None)
+    with pytest.raises(ValueError, match="at least 32"):
+        models.build_model("resnet50", img_size=24, weights=None)
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        models.build_model("vgg16", img_size=32, weights=tmp_path / "missing.h5")
+    with pytest.raises(ValueError, match="from scratch"):
+        models.build_model("small_cnn", weights="imagenet")
+    with pytest.raises(ValueError, match="class names"):
+        models.build_model("small_cnn", weights=None, num_classes=5)
+
+
+def test_default_sizes_and_weights():
+    assert models.default_img_size("vgg16", on_gpu=False) == 48
+    assert models.default_img_size("vgg16", on_gpu=True) == 96
+    assert models.default_img_size("efficientnetb0", on_gpu=True) == 160
+    assert models.default_weights("resnet50") == "imagenet"
+    assert models.default_weights("small_cnn") is None

@@ -1,0 +1,355 @@
+"""Training: phases and frozen layers, cached-feature head, resuming, run folders, the CLI."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fer_utils import data, runs, training
+
+
+def _split(count, seed=0):
+    """Faces whose brightness encodes the class, so a tiny network can learn them in a few steps."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 7
+    images = rng.integers(0, 40, (count, 48, 48, 1)) + labels[:, None, None, None] * 30
+    return data.Split(images.astype("uint8"), labels.astype("int64"))
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return _split(42, seed=0), _split(21, seed=1)
+
+
+def _small_config(**overrides):
+    values = dict(epochs_end_to_end=2, batch_size=14, augment=False, patience=0)
+    values.update(overrides)
+    return training.default_config("small_cnn", **values)
+
+
+class _Recorder:
+    """Collects the epochs each fit call begins, to see where a resumed run started."""
+
+    def __new__(cls):
+        import keras
+
+        class Recorder(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.epochs = []
+                self.optimizer_steps_at_start = None
+
+            def on_train_begin(self, logs=None):
+                self.optimizer_steps_at_start = int(np.asarray(self.model.optimizer.iterations))
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epochs.append(epoch)
+
+        return Recorder()
+
+
+def _interrupt_after(epoch_count):
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == epoch_count:
+                raise KeyboardInterrupt("simulated kill")
+
+    return Interrupt()
+
+
+# ---------------------------------------------------------------------------------------------
+# Which layers train in which phase
+# ---------------------------------------------------------------------------------------------
+def test_head_and_finetune_phases_train_the_right_layers():
+    from fer_utils import models
+
+    model = models.build_model("vgg16", img_size=32, weights=None, head_units=8)
+    training.set_phase_trainable(model, training.PHASE_HEAD)
+    assert training.trainable_layer_names(model) == ["head_dense", "predictions"]
+
+    training.set_phase_trainable(model, training.PHASE_FINETUNE, ("block5",))
+    assert training.trainable_layer_names(model) == [
+        "backbone/block5_conv1", "backbone/block5_conv2", "backbone/block5_conv3", "head_dense", "predictions",
+    ]
+    with pytest.raises(ValueError, match="nothing would be fine-tuned"):
+        training.set_phase_trainable(model, training.PHASE_FINETUNE, ("no_such_block",))
+
+
+def test_finetune_keeps_batchnorm_frozen_and_end_to_end_trains_everything():
+    import keras
+
+    from fer_utils import models
+
+    model = models.build_model("resnet50", img_size=32, weights=None, head_units=8)
+    training.set_phase_trainable(model, training.PHASE_FINETUNE, ("conv5",))
+    names = training.trainable_layer_names(model)
+    backbone_names = [name.split("/", 1)[1] for name in names if name.startswith("backbone/")]
+    assert backbone_names and all(name.startswith("conv5") for name in backbone_names)
+    assert not any(name.endswith("_bn") for name in backbone_names)
+    assert all(
+        not layer.trainable for layer in model.get_layer("backbone").layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )
+
+    small = models.build_model("small_cnn", weights=None)
+    training.set_phase_trainable(small, training.PHASE_END_TO_END)
+    assert models.trainable_summary(small)["trainable"] == sum(
+        int(np.prod(w.shape)) for w in small.weights if "moving" not in w.path
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning, cached features, run folders
+# ---------------------------------------------------------------------------------------------
+REFERENCE_CONFIG = dict(epochs_end_to_end=4, learning_rate=3e-3, augment=True)
+
+
+@pytest.fixture(scope="module")
+def reference_run(splits, tmp_path_factory):
+    """One finished small_cnn run shared by the tests that only read it."""
+    train, val = splits
+    return training.train_model(
+        train, val, _small_config(**REFERENCE_CONFIG), tmp_path_factory.mktemp("reference") / "run", progress=False
+    )
+
+
+def test_training_reduces_the_loss_and_writes_a_complete_run_folder(splits, reference_run):
+    train, val = splits
+    run_dir = reference_run
+
+    for name in (runs.MODEL_FILE, runs.HISTORY_FILE, runs.CONFIG_FILE, runs.VAL_METRICS_FILE, runs.CLASS_NAMES_FILE):
+        assert (run_dir / name).is_file()
+    history = pd.read_csv(run_dir / runs.HISTORY_FILE)
+    assert list(history.columns) == list(training.HISTORY_COLUMNS)
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    assert set(history["phase"]) == {training.PHASE_END_TO_END}
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+
+    config_json = json.loads((run_dir / runs.CONFIG_FILE).read_text())
+    for key in ("backbone", "weights", "img_size", "phases", "hyperparameters", "dataset_fingerprint",
+                "class_names", "library_versions", "device", "wall_time_s"):
+        assert key in config_json
+    assert config_json["backbone"] == "small_cnn"
+    assert config_json["weights"]["source"] == "none"
+    assert config_json["class_names"] == list(train.class_names)
+    assert config_json["wall_time_s"]["total"] > 0
+    metrics = json.loads((run_dir / runs.VAL_METRICS_FILE).read_text())
+    assert metrics["num_images"] == len(val) and 0.0 <= metrics["accuracy"] <= 1.0
+
+    # The saved model predicts from raw pixels, like the in-memory one restored on load.
+    run = runs.load_run(run_dir)
+    assert run.class_names == tuple(train.class_names)
+    probabilities = run.model.predict(val.images, verbose=0)
+    assert np.mean(probabilities.argmax(axis=1) == val.labels) == pytest.approx(metrics["accuracy"])
+    assert not (run_dir / training.BACKUP_DIR / training.PHASE_END_TO_END).exists()
+
+
+def test_cached_feature_head_trains_the_full_models_head(splits):
+    import keras
+
+    from fer_utils import models
+
+    train, _ = splits
+    model = models.build_model("vgg16", img_size=32, weights=None, head_units=8, augment=False, seed=0)
+    training.set_phase_trainable(model, training.PHASE_HEAD)
+    features = training.compute_features(model, train.images)
+    assert features.shape == (len(train), 512)
+
+    head = training.head_model(model)
+    assert [w.shape for w in head.weights] == [w.shape for w in model.get_layer("head_dense").weights] + [
+        w.shape for w in model.get_layer("predictions").weights
+    ]
+    before = np.array(model.get_layer("predictions").kernel)
+    head.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
+    head.fit(features, keras.utils.to_categorical(train.labels, 7), epochs=2, batch_size=14, verbose=0)
+    after = np.array(model.get_layer("predictions").kernel)
+    assert not np.allclose(after, before)  # the full model's own head was trained
+
+    # The full model now predicts exactly what head(features(pixels)) predicts.
+    np.testing.assert_allclose(
+        model.predict(train.images[:5], verbose=0), head.predict(features[:5], verbose=0), atol=1e-5
+    )
+
+
+def test_cpu_runs_are_reproducible(splits, reference_run, tmp_path):
+    train, val = splits
+    again = training.train_model(train, val, _small_config(**REFERENCE_CONFIG), tmp_path / "again", progress=False)
+    columns = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(reference_run / runs.HISTORY_FILE)[columns], pd.read_csv(again / runs.HISTORY_FILE)[columns]
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Resuming and the time budget
+# ---------------------------------------------------------------------------------------------
+def test_an_interrupted_run_resumes_where_it_stopped(splits, tmp_path):
+    train, val = splits
+    config = _small_config(epochs_end_to_end=4)
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        training.train_model(train, val, config, run_dir, progress=False, callbacks=[_interrupt_after(2)])
+    assert not runs.is_run_dir(run_dir)
+    state = json.loads((run_dir / training.BACKUP_DIR / training.PHASE_END_TO_END / training.STATE_FILE).read_text())
+    assert state["epochs_done"] == 2
+    history_before_kill = pd.DataFrame(state["history"])
+
+    recorder = _Recorder()
+    training.train_model(train, val, config, run_dir, progress=False, callbacks=[recorder])
+    assert recorder.epochs == [2, 3]  # it did not start over
+    steps_per_epoch = int(np.ceil(len(train) / config.batch_size))
+    assert recorder.optimizer_steps_at_start == 2 * steps_per_epoch  # the optimizer state came back too
+    history = pd.read_csv(run_dir / runs.HISTORY_FILE)
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    np.testing.assert_allclose(history["loss"].iloc[:2], history_before_kill["loss"])
+
+    # Re-running a finished run does nothing; a different config in the same folder is refused.
+    recorder = _Recorder()
+    training.train_model(train, val, config, run_dir, progress=False, callbacks=[recorder])
+    assert recorder.epochs == []
+    with pytest.raises(ValueError, match="different settings"):
+        training.train_model(train, val, _small_config(epochs_end_to_end=5), run_dir, progress=False)
+
+
+def test_two_phase_run_killed_in_finetune_keeps_the_cached_head_phase(splits, tmp_path):
+    train, val = splits
+    config = training.default_config(
+        "vgg16", weights=None, img_size=32, epochs_head=1, epochs_finetune=2, batch_size=21, head_units=8,
+        augment=False, patience=0,
+    )
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        # The head phase is 1 epoch, so the callback's second epoch end is the first finetune epoch.
+        training.train_model(train, val, config, run_dir, progress=False, callbacks=[_InterruptOnCall(2)])
+    recorder = _Recorder()
+    training.train_model(train, val, config, run_dir, progress=False, callbacks=[recorder])
+    assert recorder.epochs == [1]  # the head phase was kept; only the second finetune epoch was left
+    history = pd.read_csv(run_dir / runs.HISTORY_FILE)
+    assert history["phase"].tolist() == ["head", "finetune", "finetune"]
+    assert history["epoch"].tolist() == [1, 2, 3]
+    phases = json.loads((run_dir / runs.CONFIG_FILE).read_text())["phases"]
+    assert [phase["name"] for phase in phases] == ["head", "finetune"]
+    assert phases[0]["head_mode"] == "cached" and phases[0]["feature_extraction_s"] > 0
+    assert phases[1]["trainable_params"] > phases[0]["trainable_params"]
+
+
+def _InterruptOnCall(call_number):
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        calls = 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            Interrupt.calls += 1
+            if Interrupt.calls == call_number:
+                raise KeyboardInterrupt("simulated kill")
+
+    return Interrupt()
+
+
+def test_time_budget_stops_cleanly_and_anneals_the_learning_rate(splits, tmp_path):
+    train, val = splits
+    config = _small_config(epochs_end_to_end=50, max_minutes=0.05, batch_size=7)
+    run_dir = training.train_model(train, val, config, tmp_path / "run", progress=False)
+    phase = json.loads((run_dir / runs.CONFIG_FILE).read_text())["phases"][0]
+    assert phase["out_of_time"] and phase["epochs_run"] < 50
+    history = pd.read_csv(run_dir / runs.HISTORY_FILE)
+    assert history["learning_rate"].iloc[-1] < 0.2 * config.learning_rate
+    assert runs.is_run_dir(run_dir)
+
+
+def test_learning_rate_schedule_shape():
+    peak = 1.0
+    assert training.cosine_learning_rate(0.0, peak, 0.1) == 0.0
+    assert training.cosine_learning_rate(0.1, peak, 0.1) == pytest.approx(peak)
+    assert training.cosine_learning_rate(0.55, peak, 0.1) == pytest.approx(0.5 * peak)
+    assert training.cosine_learning_rate(1.0, peak, 0.1) == pytest.approx(0.0)
+
+
+def test_inconsistent_configs_are_clear_errors():
+    with pytest.raises(ValueError, match="--epochs"):
+        training.validate_config(training.default_config("small_cnn", epochs_head=3))
+    with pytest.raises(ValueError, match="--epochs-head"):
+        training.validate_config(training.default_config("vgg16", epochs_end_to_end=3))
+    with pytest.raises(ValueError, match="Unknown training option"):
+        training.default_config("vgg16", learning_rte=1e-3)
+    with pytest.raises(ValueError, match="head_mode"):
+        training.validate_config(training.default_config("vgg16", head_mode="fast"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------------------------
+def test_cli_train_end_to_end_on_demo_data(demo_root, tmp_path, capsys):
+    from fer_utils import cli
+
+    out = tmp_path / "run"
+    status = cli.main([
+        "train", "--backbone", "small_cnn", "--data", str(demo_root), "--out", str(out),
+        "--epochs", "1", "--batch-size", "32", "--seed", "1", "--quiet",
+    ])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed
+    run = runs.load_run(out)
+    assert run.config["backbone"] == "small_cnn"
+    assert run.config["data"] == str(demo_root.resolve())
+    assert run.config["train_size"] + run.config["val_size"] == len(data.load_dataset(demo_root, progress=False)["train"])
+    assert run.model.predict(np.zeros((1, 48, 48, 1), "uint8"), verbose=0).shape == (1, 7)
+
+
+def test_cli_train_reports_missing_imagenet_weights_in_one_line(demo_root, tmp_path, monkeypatch, capsys):
+    from keras.src.utils import file_utils
+
+    from fer_utils import cli
+
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure -- no network")
+
+    monkeypatch.setattr(file_utils, "get_file", no_network)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    status = cli.main([
+        "train", "--backbone", "resnet50", "--data", str(demo_root), "--out", str(tmp_path / "run"),
+        "--img-size", "32", "--epochs-head", "1", "--quiet",
+    ])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in error and "--weights none" in error
+
+
+# ---------------------------------------------------------------------------------------------
+# The environment recorded in config.json
+# ---------------------------------------------------------------------------------------------
+def test_platform_device_and_versions(monkeypatch):
+    from fer_utils import environment
+
+    for name in ("COLAB_RELEASE_TAG", "COLAB_GPU", "KAGGLE_KERNEL_RUN_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    assert environment.platform_name() == "kaggle"
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-1")
+    assert environment.platform_name() == "colab"
+
+    summary = environment.device_summary()
+    assert summary["backend"] == "tensorflow"
+    if not summary["gpus"]:
+        assert summary["device"].startswith("CPU (")
+    versions = environment.library_versions()
+    assert versions["keras"] and versions["tensorflow"] and versions["python"]
+
+
+def test_best_phase_keeps_the_best_validation_score_across_phases():
+    from fer_utils import training
+
+    records = [
+        {"name": "head", "best_val_accuracy": 0.40},
+        {"name": "finetune", "best_val_accuracy": 0.35},
+    ]
+    assert training._best_phase(records, "val_accuracy") == "head"
+    records[1]["best_val_accuracy"] = 0.40
+    assert training._best_phase(records, "val_accuracy") == "finetune"  # ties go to the later phase
+    losses = [{"name": "head", "best_val_loss": 1.0}, {"name": "finetune", "best_val_loss": 0.9}]
+    assert training._best_phase(losses, "val_loss") == "finetune"
