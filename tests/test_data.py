@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_split_folder, write_image
+from helpers import make_split_folder, write_image
 from fer_utils import CLASS_NAMES, cli, data
 
 # ---------------------------------------------------------------------------------------------
