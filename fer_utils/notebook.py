@@ -112,6 +112,19 @@ def _show_figures_inline() -> None:
         shell.run_line_magic("matplotlib", "inline")
 
 
+def _notice(message: str) -> None:
+    """Show a warning as a highlighted Markdown block in Jupyter, or as a plain line elsewhere."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(Markdown("> ⚠️ " + message))
+    else:
+        print("WARNING: " + message.replace("**", "").replace("`", ""))
+
+
 def _show_demo_notice(path: Path) -> None:
     message = (
         "**Demo data.** FER2013 was not found, so this notebook runs on the built-in demo dataset of "
@@ -119,9 +132,28 @@ def _show_demo_notice(path: Path) -> None:
         "To use FER2013, set `DATA` in the parameters cell (or `FER_DATA_DIR`), put it in "
         "`./data/fer2013`, or attach `msambare/fer2013` on Kaggle."
     )
-    try:
-        from IPython.display import Markdown, display
+    _notice(message)
 
-        display(Markdown("> ⚠️ " + message))
-    except ImportError:
-        print("WARNING: " + message.replace("**", "").replace("`", ""))
+
+def resolve_weights(backbone: str, weights):
+    """Make sure a training notebook's `WEIGHTS` can be used, downloading ImageNet weights now if needed.
+
+    Returns `weights` unchanged when they are available. When ImageNet weights cannot be had (no
+    internet and no cached file), the library raises `WeightsUnavailableError`; here, so that a
+    notebook can still be stepped through offline, the error is shown prominently with what to do,
+    and None (random weights) is returned: the run then shows that the pipeline works, nothing more.
+    """
+    from fer_utils import models
+
+    if weights != "imagenet":
+        return weights
+    try:
+        models.build_backbone(backbone, models.get_spec(backbone).min_img_size, "imagenet")
+    except models.WeightsUnavailableError as error:
+        message = (
+            f"**ImageNet weights unavailable: this run uses random weights.** {error} "
+            "Results with random weights say nothing about transfer learning."
+        )
+        _notice(message)
+        return None
+    return weights

@@ -450,6 +450,13 @@ if SMOKE:
         setup_cell("from fer_utils import data, evaluation, models, plots, runs, training"),
         md(
             """
+ImageNet weights are downloaded into the Keras cache on first use. Offline, the next cell says so
+and falls back, visibly, to random weights, so the notebook still runs end to end.
+"""
+        ),
+        code("WEIGHTS = notebook.resolve_weights(BACKBONE, WEIGHTS)\nprint(f\"weights: {WEIGHTS or 'random initialisation'}\")"),
+        md(
+            """
 ## Data
 
 The validation split is carved from `train`, stratified and seeded; it decides early stopping and
