@@ -79,8 +79,6 @@ def plot_training_curves(history: pd.DataFrame, title: str | None = None):
     `history` has columns epoch, phase, loss, accuracy, val_loss, val_accuracy (missing columns
     are skipped). A dashed vertical line marks each change of phase (e.g. head -> fine-tune).
     """
-    from matplotlib.ticker import MaxNLocator
-
     history = _check_history(history)
     figure = _new_figure(11, 4)
     axes = figure.subplots(1, 2)
@@ -97,22 +95,27 @@ def plot_training_curves(history: pd.DataFrame, title: str | None = None):
                 f"phase: {phase}", (position, 1.0), xycoords=("data", "axes fraction"),
                 xytext=(3, -12), textcoords="offset points", fontsize=8, color="dimgray",
             )
-        axis.set_title(f"{label} per epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.set_xlabel("Epoch")
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-        if axis.get_legend_handles_labels()[0]:
-            axis.legend()
+        _style_epoch_axis(axis, f"{label} per epoch", label)
     if title:
         figure.suptitle(title)
     return figure
 
 
-def plot_validation_curves(histories: Mapping[str, pd.DataFrame], title: str | None = "Validation curves"):
-    """Validation accuracy and loss of several runs on one figure ({run name: history})."""
+def _style_epoch_axis(axis, title: str, ylabel: str) -> None:
+    """Title, integer epoch ticks, labels, grid and (when there are labelled lines) a legend."""
     from matplotlib.ticker import MaxNLocator
 
+    axis.set_title(title)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_xlabel("Epoch")
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend()
+
+
+def plot_validation_curves(histories: Mapping[str, pd.DataFrame], title: str | None = "Validation curves"):
+    """Validation accuracy and loss of several runs on one figure ({run name: history})."""
     if not histories:
         raise ValueError("plot_validation_curves needs at least one {name: history} entry.")
     figure = _new_figure(11, 4)
@@ -126,13 +129,7 @@ def plot_validation_curves(histories: Mapping[str, pd.DataFrame], title: str | N
                 for position, _ in _phase_boundaries(history, epochs):
                     axis.axvline(position, color=line.get_color(), linestyle=":", linewidth=1)
     for axis, label in ((axes[0], "Validation accuracy"), (axes[1], "Validation loss")):
-        axis.set_title(label)
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.set_xlabel("Epoch")
-        axis.set_ylabel(label)
-        axis.grid(alpha=0.3)
-        if axis.get_legend_handles_labels()[0]:
-            axis.legend()
+        _style_epoch_axis(axis, label, label)
     if title:
         figure.suptitle(title)
     return figure
