@@ -95,10 +95,18 @@ def describe(context: NotebookContext) -> str:
             libraries,
             f"Keras backend: {context.device.get('backend')} | device: {context.device.get('device')}"
             f" | platform: {context.platform}",
-            f"Data: {context.data.path} (found via {context.data.source})",
+            f"Data: {_display_path(context.data.path)} (found via {context.data.source})",
             f"Runs folder: {context.runs_dir} | seed: {context.seed} | smoke mode: {smoke_mode()}",
         ]
     )
+
+
+def _display_path(path: Path) -> str:
+    """`path` with the home folder shown as `~`, so printed paths do not expose the user's machine."""
+    try:
+        return "~/" + str(Path(path).resolve().relative_to(Path.home().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _show_figures_inline() -> None:

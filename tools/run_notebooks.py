@@ -66,8 +66,9 @@ def main(argv=None) -> int:
         return 2
     start = time.perf_counter()
     if args.inplace:
-        # Runs written while refreshing the committed notebooks stay out of the repository.
-        os.environ.setdefault("FER_RUNS_DIR", str(NOTEBOOKS / "runs"))
+        # Runs written while refreshing the committed notebooks go to notebooks/runs/ (ignored by
+        # git); the path is relative to the notebooks' folder so no machine path lands in outputs.
+        os.environ.setdefault("FER_RUNS_DIR", "runs")
         execute_inplace(paths, args.timeout)
     else:
         out_dir = args.out.resolve()
