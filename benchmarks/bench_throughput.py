@@ -11,7 +11,7 @@ warm-up call:
 Random 48x48 pixels are used: the figures measure compute, not accuracy. The 1-minute load
 average is printed with each row, since other processes may share the CPU.
 
-    python benchmarks/bench_throughput.py [--images 512] [--batch-size 64] [--backbones vgg16,...]
+    python benchmarks/bench_throughput.py [--images 1536] [--batch-size 64] [--backbones vgg16,...]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def images_per_second(function, count: int) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=512, help="Images per timed call.")
+    parser.add_argument("--images", type=int, default=1536, help="Images per timed call.")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--backbones", default="small_cnn,vgg16,resnet50,efficientnetb0")
     args = parser.parse_args(argv)

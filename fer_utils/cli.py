@@ -88,7 +88,7 @@ def _add_train_parser(subparsers):
     parser.add_argument("--head-mode", choices=("cached", "images"),
                         help="Head phase on cached backbone features (fast, default) or on augmented "
                              "images through the frozen backbone every epoch (seed-style).")
-    parser.add_argument("--batch-size", type=int, help="Batch size (default 64; 128 for small_cnn).")
+    parser.add_argument("--batch-size", type=int, help="Batch size (default 64).")
     parser.add_argument("--learning-rate", type=float, help="Peak learning rate of the head / end-to-end phase.")
     parser.add_argument("--finetune-learning-rate", type=float, help="Peak learning rate of fine-tuning.")
     parser.add_argument("--finetune-layers", help="Comma-separated layer-name prefixes to unfreeze "

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils import CLASS_NAMES, runs
+from fer_utils import runs
 from fer_utils.augmentation import AugmentationConfig
 
 PHASE_HEAD = "head"
@@ -140,7 +140,7 @@ def default_config(backbone: str, **overrides) -> TrainConfig:
     """The recommended `TrainConfig` for `backbone`, with `overrides` applied on top.
 
     Pretrained backbones: 10 head epochs on cached features, then 10 fine-tuning epochs at a peak
-    learning rate of 1e-4. `small_cnn`: 30 end-to-end epochs with AdamW at 2e-3, batch 128,
+    learning rate of 1e-4. `small_cnn`: 30 end-to-end epochs with AdamW at 2e-3, batch 64,
     dropout 0.2 and milder augmentation. Balanced class weights are on for every backbone; they
     trade some plain accuracy for recall on the rare classes (pass class_weights=False,
     `--no-class-weights`, to optimise plain accuracy).
@@ -157,7 +157,7 @@ def default_config(backbone: str, **overrides) -> TrainConfig:
             epochs_head=0,
             epochs_finetune=0,
             epochs_end_to_end=30,
-            batch_size=128,
+            batch_size=64,
             learning_rate=2e-3,
             weight_decay=1e-4,
             dropout=0.2,

@@ -278,6 +278,8 @@ def test_inconsistent_configs_are_clear_errors():
         training.default_config("vgg16", learning_rte=1e-3)
     with pytest.raises(ValueError, match="head_mode"):
         training.validate_config(training.default_config("vgg16", head_mode="fast"))
+    with pytest.raises(ValueError, match="optimizer"):
+        training.validate_config(training.default_config("small_cnn", optimizer="rmsprop"))
 
 
 # ---------------------------------------------------------------------------------------------
