@@ -754,19 +754,23 @@ def summary_table(results: Sequence[EvaluationResult]) -> pd.DataFrame:
 def default_gradcam_layer(model) -> str:
     """The default Grad-CAM layer: the last layer of the nested "backbone" with a 4-D output.
 
-    Pooling layers are passed over (VGG16 and small_cnn end with one): pooling halves the
-    resolution and adds no new evidence, and at 48 px VGG16's last pooled map is a single pixel.
-    So this is the last convolution block's output (e.g. VGG16 "block5_conv3", ResNet50
-    "conv5_block3_out", EfficientNetB0 "top_activation").
+    Pooling layers are passed over (VGG16 and small_cnn's stages end with one): pooling halves
+    the resolution and adds no new evidence, and at 48 px VGG16's last pooled map is a single
+    pixel. So are maps of a single pixel (small_cnn's last convolution), which cannot say where
+    anything is. So this is the last convolution block's output (e.g. VGG16 "block5_conv3",
+    ResNet50 "conv5_block3_out", EfficientNetB0 "top_activation", small_cnn "stage4_conv2_relu").
     """
     import keras
 
     pooling = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
     backbone = _backbone_of(model)
     candidates = [layer for layer in backbone.layers if _is_feature_map_layer(layer)]
-    preferred = [layer for layer in candidates if not isinstance(layer, pooling)]
     if not candidates:
         raise ValueError(f"The backbone '{backbone.name}' has no layer with a 4-D output to compute Grad-CAM on.")
+    preferred = [
+        layer for layer in candidates
+        if not isinstance(layer, pooling) and tuple(layer.output.shape[1:3]) != (1, 1)
+    ]
     return (preferred or candidates)[-1].name
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fer_utils import CLASS_NAMES, models
+from fer_utils import CLASS_NAMES, evaluation, models
 
 CONTRACT_LAYERS = [
     "pixels", "augmentation", "resize", "gray_to_rgb", "preprocess", "backbone",
@@ -28,7 +28,8 @@ def test_every_backbone_builds_with_the_contract_structure(backbone):
     probabilities = model.predict(_faces(), verbose=0)
     assert probabilities.shape == (3, 7)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
-    assert len(model.get_layer("backbone").get_layer(models.gradcam_layer_name(model)).output.shape) == 4
+    gradcam_layer = model.get_layer("backbone").get_layer(evaluation.default_gradcam_layer(model))
+    assert len(gradcam_layer.output.shape) == 4
 
 
 @pytest.mark.parametrize("backbone", models.BACKBONES)
@@ -125,6 +126,14 @@ def test_small_cnn_learns_its_batchnorm_statistics():
 def test_small_cnn_is_small():
     model = models.build_model("small_cnn", weights=None)
     assert model.count_params() <= 2_000_000
+
+
+@pytest.mark.parametrize(("img_size", "kernel"), [(48, 3), (32, 2), (16, 1)])
+def test_small_cnn_ends_in_one_position_so_pooling_keeps_the_layout(img_size, kernel):
+    model = models.build_model("small_cnn", img_size=img_size, weights=None, seed=0)
+    spatial_conv = model.get_layer("backbone").get_layer("spatial_conv")
+    assert spatial_conv.kernel_size == (kernel, kernel)
+    assert tuple(model.get_layer("backbone").output.shape) == (None, 1, 1, 256)
 
 
 def test_offline_imagenet_weights_error_names_file_folder_and_way_out(tmp_path, monkeypatch):
