@@ -8,7 +8,10 @@ Runs exactly
 folder with plain Keras and computes the accuracy on DATA/test (FER2013's PublicTest in the
 shared copy). Prints the figures and the machine's load, since other processes share the CPU.
 
-    python benchmarks/bench_small_cnn.py [DATA] [--out RUN_DIR] [--max-minutes 20] [EXTRA TRAIN ARGS...]
+    python benchmarks/bench_small_cnn.py [--data DATA] [--out RUN_DIR] [--max-minutes 20] [EXTRA TRAIN ARGS...]
+
+DATA is an option, not a positional argument, so that the value of an extra option
+(`--learning-rate 3e-3`) cannot be mistaken for it.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def sample_load(samples: list, stop: threading.Event, every_s: float = 30.0) -> 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data", nargs="?", default=str(DEFAULT_DATA), help="FER2013 root (train/ and test/).")
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="FER2013 root (train/ and test/).")
     parser.add_argument("--out", default=str(REPO / "runs" / "bench_small_cnn"), help="Run folder to write.")
     parser.add_argument("--max-minutes", type=float, default=20.0, help="Training budget passed to the CLI.")
     # Anything else (e.g. --no-class-weights, --overwrite) is passed on to `train` unchanged.
