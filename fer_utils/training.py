@@ -140,7 +140,7 @@ def default_config(backbone: str, **overrides) -> TrainConfig:
     """The recommended `TrainConfig` for `backbone`, with `overrides` applied on top.
 
     Pretrained backbones: 10 head epochs on cached features, then 10 fine-tuning epochs at a peak
-    learning rate of 1e-4. `small_cnn`: 30 end-to-end epochs with AdamW at 2e-3, batch 64,
+    learning rate of 1e-4. `small_cnn`: 30 end-to-end epochs with AdamW at 3e-3, batch 64,
     dropout 0.2 and milder augmentation. Balanced class weights are on for every backbone; they
     trade some plain accuracy for recall on the rare classes (pass class_weights=False,
     `--no-class-weights`, to optimise plain accuracy).
@@ -158,7 +158,7 @@ def default_config(backbone: str, **overrides) -> TrainConfig:
             epochs_finetune=0,
             epochs_end_to_end=30,
             batch_size=64,
-            learning_rate=2e-3,
+            learning_rate=3e-3,  # 20-minute CPU runs: val 62.9% at 3e-3, 61.7% at 2e-3.
             weight_decay=1e-4,
             dropout=0.2,
             # Milder than the transfer default: a short from-scratch run learns faster with less
