@@ -359,7 +359,7 @@ def _small_cnn(input_shape):
     turns its grid of positions into channels: global average pooling would otherwise average
     away where a feature sits (a mouth corner and a brow look alike to it). In 5-epoch runs on
     the full training set that convolution added about a point of validation and test accuracy
-    for 1% more compute. About 1.75M parameters and 76M multiply-adds per face.
+    for 1% more compute. About 1.75M parameters and 77M multiply-adds per face.
     """
     import keras
     from keras import layers
