@@ -94,6 +94,8 @@ def _add_train_parser(subparsers):
     parser.add_argument("--finetune-layers", help="Comma-separated layer-name prefixes to unfreeze "
                                                   "(default: block5 / conv5 / block7,top).")
     parser.add_argument("--label-smoothing", type=float, help="Label smoothing (default 0.1).")
+    parser.add_argument("--weight-decay", type=float,
+                        help="Decoupled (AdamW / SGD) weight decay of kernels; biases and BatchNorm are exempt.")
     parser.add_argument("--dropout", type=float, help="Head dropout rate.")
     parser.add_argument("--head-units", type=int, help="Width of the head's Dense layer (default 128).")
     parser.add_argument("--patience", type=int, help="Early-stopping patience in epochs, 0 = off.")
@@ -103,9 +105,9 @@ def _add_train_parser(subparsers):
     parser.add_argument("--seed", type=int, help="Random seed (default 42).")
     weights_group = parser.add_mutually_exclusive_group()
     weights_group.add_argument("--class-weights", dest="class_weights", action="store_true", default=None,
-                               help="Balanced class weights (default for pretrained backbones).")
+                               help="Balanced class weights in the loss (the default for every backbone).")
     weights_group.add_argument("--no-class-weights", dest="class_weights", action="store_false",
-                               help="Plain cross-entropy (default for small_cnn).")
+                               help="Plain cross-entropy: optimises plain accuracy rather than rare-class recall.")
     parser.add_argument("--no-augment", action="store_true", help="Switch the in-model augmentation off.")
     parser.add_argument("--name", help="Display name of the run (default: the folder name).")
     parser.add_argument("--overwrite", action="store_true", help="Discard whatever RUN_DIR holds and start over.")
@@ -133,6 +135,7 @@ def _run_train(args):
         "learning_rate": args.learning_rate,
         "finetune_learning_rate": args.finetune_learning_rate,
         "label_smoothing": args.label_smoothing,
+        "weight_decay": args.weight_decay,
         "dropout": args.dropout,
         "head_units": args.head_units,
         "patience": args.patience,

@@ -291,13 +291,14 @@ def test_cli_train_end_to_end_on_demo_data(demo_root, tmp_path, capsys):
     out = tmp_path / "run"
     status = cli.main([
         "train", "--backbone", "small_cnn", "--data", str(demo_root), "--out", str(out),
-        "--epochs", "1", "--batch-size", "32", "--seed", "1", "--quiet",
+        "--epochs", "1", "--batch-size", "32", "--seed", "1", "--weight-decay", "0.02", "--quiet",
     ])
     assert status == 0
     printed = capsys.readouterr().out
     assert str(out) in printed
     run = runs.load_run(out)
     assert run.config["backbone"] == "small_cnn"
+    assert run.config["hyperparameters"]["weight_decay"] == 0.02
     assert run.config["data"] == str(demo_root.resolve())
     assert run.config["train_size"] + run.config["val_size"] == len(data.load_dataset(demo_root, progress=False)["train"])
     assert run.model.predict(np.zeros((1, 48, 48, 1), "uint8"), verbose=0).shape == (1, 7)
