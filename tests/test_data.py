@@ -257,7 +257,8 @@ def test_discovery_order(isolated_discovery, monkeypatch):
 
     shutil.rmtree(local)
     assert data.find_dataset() == data.DatasetLocation(downloaded, "kagglehub")
-    assert data.find_dataset(download=False).source == "demo"
+    with pytest.warns(UserWarning, match="built-in DEMO dataset"):
+        assert data.find_dataset(download=False).source == "demo"
 
 
 def test_discovery_finds_csv_in_kaggle_input(isolated_discovery):
