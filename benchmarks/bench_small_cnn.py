@@ -70,7 +70,7 @@ def main(argv=None) -> int:
 
     run = runs.load_run(args.out)
     test = data.load_labelled(args.data, split="test", progress=False)
-    probabilities = run.model.predict(test.images, batch_size=512, verbose=0)
+    probabilities = evaluation.predict_proba(run.model, test.images, batch_size=512)
     accuracy = float(np.mean(probabilities.argmax(axis=1) == test.labels))
     # The same model with flip test-time augmentation, as `python -m fer_utils evaluate --tta` scores it.
     flip_probabilities = evaluation.predict_proba(run.model, test.images, batch_size=512, tta=True)

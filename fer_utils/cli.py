@@ -95,7 +95,8 @@ def _add_train_parser(subparsers):
                                                   "(default: block5 / conv5 / block7,top).")
     parser.add_argument("--label-smoothing", type=float, help="Label smoothing (default 0.1).")
     parser.add_argument("--weight-decay", type=float,
-                        help="Decoupled (AdamW / SGD) weight decay of kernels; biases and BatchNorm are exempt.")
+                        help="Decoupled (AdamW / SGD) weight decay of kernels (default 1e-4); "
+                             "biases and BatchNorm are exempt.")
     parser.add_argument("--dropout", type=float, help="Head dropout rate.")
     parser.add_argument("--head-units", type=int, help="Width of the head's Dense layer (default 128).")
     parser.add_argument("--patience", type=int, help="Early-stopping patience in epochs, 0 = off.")
