@@ -34,6 +34,10 @@ INPUT_SHAPE = (48, 48, 1)
 # channels the flip changes nothing, so only the mean subtraction remains.
 CAFFE_BGR_MEANS = (103.939, 116.779, 123.68)
 
+# Where `weights="imagenet"` looks for local copies of the Keras weights files before downloading.
+WEIGHTS_DIR_VARIABLE = "FER_WEIGHTS_DIR"
+KAGGLE_INPUT_DIR = Path("/kaggle/input")
+
 
 class WeightsUnavailableError(OSError):
     """Pretrained weights were asked for but cannot be found or downloaded (e.g. offline)."""
@@ -178,8 +182,8 @@ def build_model(
         num_classes: Number of outputs; defaults to `len(class_names)` and must agree with it.
         img_size: Side of the square input the backbone sees (faces are resized inside the
             model). None: 48 on a CPU, the spec's GPU size on a GPU (`default_img_size`).
-        weights: "imagenet" (download into the Keras cache, or use the file already there),
-            None (random initialisation), or the path of a weights file for the backbone.
+        weights: "imagenet" (a local copy found by `find_pretrained_weights`, else Keras's
+            download into its cache), None (random initialisation), or the path of a weights file for the backbone.
             `small_cnn` has no pretrained weights and accepts only None.
         head_units: Width of the Dense layer of the head.
         dropout: Dropout rate before the output layer.
@@ -297,7 +301,7 @@ def build_backbone(backbone: str, img_size: int, weights=None):
                 f"weights=None, or the path of a {spec.name} notop weights file such as {spec.weights_file}."
             )
         model = constructor(include_top=False, weights=None, input_shape=input_shape)
-        model.load_weights(str(path))
+        load_backbone_weights(model, path, spec)
     # The constructor's own name decides the weights file name (EfficientNet), so the backbone
     # is built under its default name and renamed afterwards.
     model.name = "backbone"
@@ -317,20 +321,95 @@ def freeze_batch_norm(model) -> None:
             layer.trainable = False
 
 
+def pretrained_weights_folders() -> list[Path]:
+    """The folders searched, in order, for a backbone's ImageNet "notop" weights file.
+
+    1. `$FER_WEIGHTS_DIR` (the training notebooks' `WEIGHTS_DIR` parameter sets it), when set;
+    2. every folder below `/kaggle/input` (Kaggle sessions with Internet off attach the Keras
+       weights as a dataset; see `find_pretrained_weights`);
+    3. the Keras cache, `keras_cache_dir()`.
+    """
+    folders = []
+    if os.environ.get(WEIGHTS_DIR_VARIABLE):
+        folders.append(Path(os.environ[WEIGHTS_DIR_VARIABLE]).expanduser())
+    folders.append(KAGGLE_INPUT_DIR)
+    folders.append(keras_cache_dir())
+    return folders
+
+
+def find_pretrained_weights(backbone: str) -> Path | None:
+    """The first local copy of `backbone`'s ImageNet notop file, or None when there is none.
+
+    `$FER_WEIGHTS_DIR` and the Keras cache must hold the file itself (under Keras's exact file
+    name); under `/kaggle/input` any folder may, since a dataset's own layout decides where it is.
+    """
+    spec = get_spec(backbone)
+    if spec.weights_file is None:
+        return None
+    for folder in pretrained_weights_folders():
+        if folder == KAGGLE_INPUT_DIR:
+            found = _find_below(folder, spec.weights_file)
+        else:
+            found = folder / spec.weights_file if (folder / spec.weights_file).is_file() else None
+        if found is not None:
+            return found
+    return None
+
+
+def _find_below(root: Path, file_name: str, max_depth: int = 6) -> Path | None:
+    """The first file called `file_name` in `root` or its subfolders (sorted, at most `max_depth` deep)."""
+    if not root.is_dir():
+        return None
+    for folder, subfolders, files in os.walk(root):
+        subfolders.sort()
+        if len(Path(folder).relative_to(root).parts) >= max_depth:
+            subfolders.clear()
+        if file_name in files:
+            return Path(folder) / file_name
+    return None
+
+
 def _imagenet_backbone(spec: BackboneSpec, constructor, input_shape):
-    """Build a pretrained backbone; turn a failed download into a clear, actionable error."""
-    cached_file = keras_cache_dir() / spec.weights_file
+    """Build a pretrained backbone from a local weights file, else from Keras's download.
+
+    Keras verifies the hash of the files it downloads; a local copy is loaded here instead, with
+    every layer's shapes checked, so a wrong or damaged file is reported by name.
+    """
+    local_file = find_pretrained_weights(spec.name)
+    if local_file is not None:
+        model = constructor(include_top=False, weights=None, input_shape=input_shape)
+        load_backbone_weights(model, local_file, spec)
+        return model
     try:
         return constructor(include_top=False, weights="imagenet", input_shape=input_shape)
     except Exception as error:  # Keras raises a bare Exception when a download fails.
-        if cached_file.is_file() and not isinstance(error, OSError | ConnectionError):
-            raise  # The file is there: the problem is something else; do not mask it.
+        looked_in = "; ".join(
+            str(folder) + (" (and its subfolders)" if folder == KAGGLE_INPUT_DIR else "")
+            for folder in pretrained_weights_folders()
+        )
         raise WeightsUnavailableError(
-            f"Could not load the ImageNet weights of {spec.name}: the file {spec.weights_file} is not in the "
-            f"Keras cache folder {cached_file.parent} and downloading it failed ({type(error).__name__}: {error}). "
-            f"Either place {spec.weights_file} in {cached_file.parent} (set KERAS_HOME to use another cache), "
+            f"Could not load the ImageNet weights of {spec.name}: no file {spec.weights_file} in {looked_in}, "
+            f"and downloading it failed ({type(error).__name__}: {error}). "
+            f"Either put {spec.weights_file} in a folder and set {WEIGHTS_DIR_VARIABLE} to it (on Kaggle: attach "
+            f"a dataset holding it), or place it in the Keras cache folder {keras_cache_dir()}, "
             f"or pass a local weights file (weights='path/to/{spec.weights_file}', --weights PATH), "
             "or train from random weights with weights=None (--weights none)."
+        ) from error
+
+
+def load_backbone_weights(model, path: Path, spec: BackboneSpec) -> None:
+    """Load a weights file into a freshly built backbone; a file that does not fit is a ValueError.
+
+    Keras checks the layer count and every weight's shape while loading, so a file of another
+    backbone or a truncated download fails here rather than training on garbage.
+    """
+    try:
+        model.load_weights(str(path))
+    except (ValueError, OSError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"'{path}' is not a usable {spec.name} weights file ({type(error).__name__}: {error}). "
+            f"Replace it with Keras's {spec.weights_file} (ImageNet, include_top=False), "
+            f"or remove it to let Keras download the weights, or pass weights=None (--weights none)."
         ) from error
 
 

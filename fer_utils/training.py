@@ -778,13 +778,18 @@ def _validation_metrics(model, val, batch_size: int) -> dict:
 
 
 def _weights_provenance(weights, spec) -> dict:
+    from fer_utils import models
+
     if weights is None:
         how = "trained from scratch" if not spec.pretrained else "random initialisation"
         return {"source": "none", "description": how}
     if weights == "imagenet":
+        local_file = models.find_pretrained_weights(spec.name)
         return {
             "source": "imagenet",
             "description": f"keras.applications.{spec.application} ImageNet weights ({spec.weights_file})",
+            # A local copy (FER_WEIGHTS_DIR, Kaggle input, Keras cache) or Keras's verified download.
+            "file": str(local_file) if local_file is not None else "downloaded by Keras",
         }
     path = Path(weights).expanduser()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from fer_utils import CLASS_NAMES, evaluation, models
+from helpers import write_notop_weights
 
 CONTRACT_LAYERS = [
     "pixels", "augmentation", "resize", "gray_to_rgb", "preprocess", "backbone",
@@ -151,6 +152,83 @@ def test_offline_imagenet_weights_error_names_file_folder_and_way_out(tmp_path, 
     assert str(tmp_path / "keras-home" / "models") in message
     assert "weights=None" in message
     assert isinstance(caught.value, OSError)  # the CLI reports OSErrors as one clear line
+
+
+def _no_network(monkeypatch):
+    from keras.src.utils import file_utils
+
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- no network")
+
+    monkeypatch.setattr(file_utils, "get_file", no_network)
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No network, an empty Keras cache, no Kaggle input and no FER_WEIGHTS_DIR."""
+    _no_network(monkeypatch)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    monkeypatch.delenv(models.WEIGHTS_DIR_VARIABLE, raising=False)
+    monkeypatch.setattr(models, "KAGGLE_INPUT_DIR", tmp_path / "kaggle" / "input")
+
+
+def _assert_same_weights(expected_model, actual_model):
+    for expected, actual in zip(expected_model.get_weights(), actual_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+
+
+@pytest.mark.parametrize("backbone", ["vgg16", "resnet50"])
+def test_imagenet_weights_come_from_the_weights_dir_offline(backbone, tmp_path, monkeypatch, offline):
+    source = write_notop_weights(tmp_path / "weights", backbone)
+    monkeypatch.setenv(models.WEIGHTS_DIR_VARIABLE, str(tmp_path / "weights"))
+    model = models.build_model(backbone, img_size=32, weights="imagenet")
+    _assert_same_weights(source, model.get_layer("backbone"))
+
+
+def test_imagenet_weights_are_found_in_a_kaggle_input_dataset(tmp_path, monkeypatch, offline):
+    folder = models.KAGGLE_INPUT_DIR / "keras-pretrained-models" / "vgg16"
+    source = write_notop_weights(folder, "vgg16")
+    assert models.find_pretrained_weights("vgg16") == folder / models.get_spec("vgg16").weights_file
+    _assert_same_weights(source, models.build_backbone("vgg16", 32, "imagenet"))
+
+
+def test_weights_dir_comes_before_kaggle_input_and_the_keras_cache(tmp_path, monkeypatch, offline):
+    name = models.get_spec("vgg16").weights_file
+    for folder in (models.KAGGLE_INPUT_DIR / "set", models.keras_cache_dir(), tmp_path / "mine"):
+        folder.mkdir(parents=True)
+        (folder / name).write_bytes(b"stand-in")
+    assert models.find_pretrained_weights("vgg16") == models.KAGGLE_INPUT_DIR / "set" / name
+    monkeypatch.setenv(models.WEIGHTS_DIR_VARIABLE, str(tmp_path / "mine"))
+    assert models.find_pretrained_weights("vgg16") == tmp_path / "mine" / name
+    assert models.find_pretrained_weights("small_cnn") is None
+
+
+def test_a_wrong_weights_file_is_a_clear_error(tmp_path, monkeypatch, offline):
+    # ResNet50's file under VGG16's name: the layer structure does not fit.
+    resnet = write_notop_weights(tmp_path / "other", "resnet50")
+    del resnet
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (tmp_path / "other" / models.get_spec("resnet50").weights_file).rename(folder / models.get_spec("vgg16").weights_file)
+    monkeypatch.setenv(models.WEIGHTS_DIR_VARIABLE, str(folder))
+    with pytest.raises(ValueError) as caught:
+        models.build_model("vgg16", img_size=32, weights="imagenet")
+    message = str(caught.value)
+    assert str(folder / models.get_spec("vgg16").weights_file) in message and "not a usable vgg16 weights file" in message
+    # A truncated or non-HDF5 file as well.
+    (folder / models.get_spec("vgg16").weights_file).write_bytes(b"<html>not found</html>")
+    with pytest.raises(ValueError, match="not a usable vgg16 weights file"):
+        models.build_model("vgg16", img_size=32, weights="imagenet")
+
+
+def test_offline_error_lists_every_place_it_looked(tmp_path, monkeypatch, offline):
+    monkeypatch.setenv(models.WEIGHTS_DIR_VARIABLE, str(tmp_path / "mine"))
+    with pytest.raises(models.WeightsUnavailableError) as caught:
+        models.build_model("resnet50", img_size=32, weights="imagenet")
+    message = str(caught.value)
+    for place in (tmp_path / "mine", models.KAGGLE_INPUT_DIR, models.keras_cache_dir()):
+        assert str(place) in message
+    assert models.WEIGHTS_DIR_VARIABLE in message
 
 
 def test_local_weights_file_is_loaded_into_the_backbone(tmp_path):

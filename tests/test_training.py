@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from fer_utils import data, runs, training
+from helpers import write_notop_weights
 
 
 def _split(count, seed=0):
@@ -321,6 +322,34 @@ def test_cli_train_reports_missing_imagenet_weights_in_one_line(demo_root, tmp_p
     assert status == 2
     error = capsys.readouterr().err
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in error and "--weights none" in error
+
+
+def test_cli_train_imagenet_uses_local_notop_weights_offline(demo_root, tmp_path, monkeypatch, capsys):
+    """The branch Kaggle users with Internet off take: --weights imagenet from an attached folder."""
+    from keras.src.utils import file_utils
+
+    from fer_utils import cli, models
+
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure -- no network")
+
+    monkeypatch.setattr(file_utils, "get_file", no_network)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    source = write_notop_weights(tmp_path / "weights", "vgg16")
+    monkeypatch.setenv(models.WEIGHTS_DIR_VARIABLE, str(tmp_path / "weights"))
+    status = cli.main([
+        "train", "--backbone", "vgg16", "--weights", "imagenet", "--data", str(demo_root),
+        "--out", str(tmp_path / "run"), "--img-size", "32", "--epochs-head", "1", "--epochs-finetune", "1", "--quiet",
+    ])
+    assert status == 0, capsys.readouterr().err
+    run = runs.load_run(tmp_path / "run")
+    assert run.config["weights"]["source"] == "imagenet"
+    assert set(run.history["phase"]) == {"head", "finetune"}
+    # The frozen part of the backbone still holds the file's weights after training.
+    np.testing.assert_array_equal(
+        run.model.get_layer("backbone").get_layer("block1_conv1").get_weights()[0],
+        source.get_layer("block1_conv1").get_weights()[0],
+    )
 
 
 # ---------------------------------------------------------------------------------------------
