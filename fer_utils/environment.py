@@ -79,3 +79,74 @@ def library_versions() -> dict:
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
     return versions
+
+
+# Distributions that provide `cv2`; platforms install one or several of them.
+OPENCV_DISTRIBUTIONS = ("opencv-python-headless", "opencv-python", "opencv-contrib-python", "opencv-contrib-python-headless")
+# Declared requirements that only the command-line tools need, not a notebook kernel.
+TOOLING = ("jupyterlab", "papermill")
+
+
+def supported_range() -> dict[str, str]:
+    """The installed fer-utils package's declared runtime requirements: {name: specifier}.
+
+    Read from the package metadata (pyproject.toml's `dependencies`), so the range checked here is
+    the one pip enforces. Empty when fer_utils runs from a source tree without being installed.
+    """
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
+    try:
+        declared = importlib.metadata.requires("fer-utils") or []
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    ranges = {}
+    for line in declared:
+        requirement = Requirement(line)
+        if requirement.marker is None and requirement.name not in TOOLING:
+            ranges[requirement.name] = str(requirement.specifier)
+    return ranges
+
+
+def installed_version(name: str) -> str | None:
+    """The installed version of distribution `name` (any OpenCV wheel counts for OpenCV), or None."""
+    import importlib.metadata
+
+    candidates = OPENCV_DISTRIBUTIONS if name in OPENCV_DISTRIBUTIONS else (name,)
+    for candidate in candidates:
+        try:
+            return importlib.metadata.version(candidate)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def version_problems(ranges: dict[str, str] | None = None) -> list[str]:
+    """One line per library that is missing or outside the supported range, with the fix.
+
+    Args:
+        ranges: {distribution name: specifier}; by default `supported_range()`.
+
+    Returns:
+        Lines such as "numpy 1.24.4 is installed, fer_utils needs numpy>=2.0: run
+        `%pip install "numpy>=2.0"`, then restart the session." Empty when everything fits.
+    """
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    problems = []
+    for name, specifier in (supported_range() if ranges is None else ranges).items():
+        requirement = f"{name}{specifier}"
+        fix = f'run `%pip install "{requirement}"`, then restart the session.'
+        version = installed_version(name)
+        if version is None:
+            problems.append(f"{name} is not installed, fer_utils needs {requirement}: {fix}")
+            continue
+        try:
+            fits = SpecifierSet(specifier).contains(Version(version), prereleases=True)
+        except InvalidVersion:
+            fits = True  # A local build with an odd version string: nothing to compare.
+        if not fits:
+            problems.append(f"{name} {version} is installed, fer_utils needs {requirement}: {fix}")
+    return problems

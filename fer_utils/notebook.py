@@ -19,6 +19,9 @@ from pathlib import Path
 
 SMOKE_VARIABLE = "FER_SMOKE"
 RUNS_VARIABLE = "FER_RUNS_DIR"
+KAGGLE_WORKING_DIR = Path("/kaggle/working")
+COLAB_DRIVE_MOUNT = Path("/content/drive")
+COLAB_DRIVE_RUNS_DIR = COLAB_DRIVE_MOUNT / "MyDrive" / "fer-notebooks" / "runs"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +48,27 @@ def smoke_mode() -> bool:
     return os.environ.get(SMOKE_VARIABLE, "").strip().lower() in {"1", "true", "yes"}
 
 
-def default_runs_dir() -> Path:
-    """Where training notebooks write run folders and notebook 05 reads them: `$FER_RUNS_DIR` or `./runs`."""
-    return Path(os.environ.get(RUNS_VARIABLE) or "runs")
+def default_runs_dir(platform: str = "local", on_drive: bool = False) -> Path:
+    """Where training notebooks write run folders and notebooks 05-06 read them.
+
+    `$FER_RUNS_DIR` when set; on Kaggle `/kaggle/working/runs` (kept with the notebook's output);
+    on Colab with `on_drive` a folder on Google Drive (a Colab VM forgets `runs/` when it
+    disconnects, and resuming a run needs it; the caller mounts Drive); else `./runs`.
+    """
+    if os.environ.get(RUNS_VARIABLE):
+        return Path(os.environ[RUNS_VARIABLE])
+    if platform == "kaggle":
+        return KAGGLE_WORKING_DIR / "runs"
+    if platform == "colab" and on_drive:
+        return COLAB_DRIVE_RUNS_DIR
+    return Path("runs")
+
+
+def mount_google_drive() -> None:
+    """Mount Google Drive at /content/drive (Colab asks the user for permission once)."""
+    from google.colab import drive
+
+    drive.mount(str(COLAB_DRIVE_MOUNT))
 
 
 def locate_data(data=None):
@@ -62,23 +83,57 @@ def locate_data(data=None):
         return data_module.find_dataset(data)
 
 
-def setup(data=None, seed: int = 42, runs_dir=None, quiet: bool = False) -> NotebookContext:
-    """Set seeds, find the data, and print the environment. Returns a `NotebookContext`."""
-    from fer_utils import environment
+def setup(
+    data=None,
+    seed: int = 42,
+    runs_dir=None,
+    quiet: bool = False,
+    runs_on_drive: bool = False,
+    weights_dir=None,
+) -> NotebookContext:
+    """Set seeds, find the data and the runs folder, check the libraries, print the environment.
+
+    Args:
+        data: The notebook's `DATA` parameter (see `locate_data`).
+        seed: Seed of everything random.
+        runs_dir: Where run folders go; None picks the platform's default (`default_runs_dir`).
+        quiet: Print nothing.
+        runs_on_drive: On Colab, mount Google Drive and keep the runs there (ignored elsewhere).
+        weights_dir: A folder holding Keras's ImageNet "notop" files; sets `$FER_WEIGHTS_DIR`
+            for this session, so `weights="imagenet"` loads them from there before downloading.
+
+    Returns:
+        A `NotebookContext`.
+    """
+    from fer_utils import environment, models
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if weights_dir is not None:
+        os.environ[models.WEIGHTS_DIR_VARIABLE] = str(Path(weights_dir).expanduser())
+    platform = environment.platform_name()
+    on_drive = bool(runs_on_drive) and platform == "colab" and runs_dir is None and not os.environ.get(RUNS_VARIABLE)
+    if on_drive:
+        mount_google_drive()
     environment.set_seeds(seed)
     location = locate_data(data)
     context = NotebookContext(
         data=location,
-        runs_dir=Path(runs_dir) if runs_dir is not None else default_runs_dir(),
-        platform=environment.platform_name(),
+        runs_dir=Path(runs_dir) if runs_dir is not None else default_runs_dir(platform, on_drive),
+        platform=platform,
         device=environment.device_summary(),
         seed=seed,
     )
     _show_figures_inline()
     if not quiet:
         print(describe(context))
+        for problem in environment.version_problems():
+            _notice("**Unsupported library version.** " + problem)
+        if platform == "colab" and not on_drive and runs_dir is None and not os.environ.get(RUNS_VARIABLE):
+            _notice(
+                f"**Runs are kept on this Colab VM only** (`{context.runs_dir}`), which forgets them when it "
+                "disconnects; resuming a training run needs them. Set `RUNS_ON_DRIVE = True` in the parameters "
+                "cell to keep them on your Google Drive."
+            )
         if location.is_demo:
             _show_demo_notice(location.path)
     return context

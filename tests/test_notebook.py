@@ -40,3 +40,93 @@ def test_resolve_weights_falls_back_loudly_when_imagenet_is_unavailable(monkeypa
 def test_resolve_weights_keeps_available_weights(monkeypatch):
     monkeypatch.setattr(models, "build_backbone", lambda *args, **kwargs: object())
     assert notebook.resolve_weights("resnet50", "imagenet") == "imagenet"
+
+
+# ---------------------------------------------------------------------------------------------
+# The platform guard: runs folder per platform, Drive only when asked, library versions
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def fake_platform(monkeypatch):
+    """Pretend to run on a platform; record Drive mounts instead of mounting."""
+    from fer_utils import environment
+
+    mounts = []
+    monkeypatch.delenv("FER_RUNS_DIR", raising=False)
+    monkeypatch.setattr(notebook, "mount_google_drive", lambda: mounts.append(notebook.COLAB_DRIVE_MOUNT))
+    monkeypatch.setattr(environment, "version_problems", lambda ranges=None: [])
+
+    def pretend(name):
+        monkeypatch.setattr(environment, "platform_name", lambda: name)
+        return mounts
+
+    return pretend
+
+
+def test_kaggle_runs_go_under_kaggle_working(fake_platform):
+    mounts = fake_platform("kaggle")
+    context = notebook.setup(data="demo", quiet=True)
+    assert context.platform == "kaggle"
+    assert context.runs_dir == Path("/kaggle/working/runs")
+    assert mounts == []
+
+
+def test_colab_mounts_drive_only_when_asked(fake_platform, capsys):
+    mounts = fake_platform("colab")
+    context = notebook.setup(data="demo")
+    assert context.runs_dir == Path("runs") and mounts == []
+    assert "RUNS_ON_DRIVE = True" in capsys.readouterr().out  # the risk is said, not acted on
+    context = notebook.setup(data="demo", runs_on_drive=True, quiet=True)
+    assert mounts == [Path("/content/drive")]
+    assert context.runs_dir == Path("/content/drive/MyDrive/fer-notebooks/runs")
+
+
+def test_runs_on_drive_is_ignored_off_colab_and_an_explicit_folder_wins(fake_platform, tmp_path, monkeypatch):
+    mounts = fake_platform("local")
+    assert notebook.setup(data="demo", runs_on_drive=True, quiet=True).runs_dir == Path("runs")
+    fake_platform("colab")
+    assert notebook.setup(data="demo", runs_on_drive=True, runs_dir=tmp_path, quiet=True).runs_dir == tmp_path
+    monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "env"))
+    assert notebook.setup(data="demo", runs_on_drive=True, quiet=True).runs_dir == tmp_path / "env"
+    assert mounts == []
+
+
+def test_weights_dir_parameter_sets_the_lookup_folder(fake_platform, tmp_path, monkeypatch):
+    fake_platform("kaggle")
+    monkeypatch.delenv(models.WEIGHTS_DIR_VARIABLE, raising=False)
+    notebook.setup(data="demo", weights_dir=tmp_path, quiet=True)
+    assert models.pretrained_weights_folders()[0] == tmp_path
+    monkeypatch.delenv(models.WEIGHTS_DIR_VARIABLE)
+
+
+def test_setup_prints_one_line_per_library_outside_the_range(fake_platform, monkeypatch, capsys):
+    from fer_utils import environment
+
+    fake_platform("colab")
+    monkeypatch.setattr(environment, "version_problems", lambda ranges=None: ["numpy 1.24.4 is installed, ..."])
+    notebook.setup(data="demo", runs_dir=".")
+    assert "WARNING: Unsupported library version. numpy 1.24.4 is installed" in capsys.readouterr().out
+
+
+def test_version_problems_name_the_version_the_need_and_the_fix(monkeypatch):
+    from fer_utils import environment
+
+    installed = {"numpy": "1.24.4", "pandas": "2.2.3", "opencv-python": "5.0.0.93"}
+    monkeypatch.setattr(environment, "installed_version", lambda name: installed.get(name))
+    problems = environment.version_problems(
+        {"numpy": ">=2.0", "pandas": ">=2.2", "mtcnn": ">=1.0", "opencv-python": ">=4.9"}
+    )
+    assert problems == [
+        'numpy 1.24.4 is installed, fer_utils needs numpy>=2.0: run `%pip install "numpy>=2.0"`, then restart the session.',
+        'mtcnn is not installed, fer_utils needs mtcnn>=1.0: run `%pip install "mtcnn>=1.0"`, then restart the session.',
+    ]
+
+
+def test_supported_range_is_the_installed_package_metadata():
+    from fer_utils import environment
+
+    ranges = environment.supported_range()
+    assert ranges["tensorflow"].startswith(">=") and "numpy" in ranges
+    assert "jupyterlab" not in ranges  # tooling, not needed by a notebook kernel
+    assert environment.version_problems() == []  # this test environment is inside the range
+    # Any OpenCV wheel provides cv2: the platforms install opencv-python beside or instead of -headless.
+    assert environment.installed_version("opencv-python-headless") is not None
