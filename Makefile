@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test unit nbval notebooks benchmarks clean
+.PHONY: setup demo test test-stacks unit nbval notebooks benchmarks clean
 
 setup: $(STAMP)
 
@@ -41,4 +41,9 @@ notebooks: setup
 	FER_SMOKE=1 $(PY) tools/run_notebooks.py --inplace
 
 clean:
-	rm -rf $(VENV) outputs runs notebooks/runs .pytest_cache
+	rm -rf $(VENV) .stacks outputs runs notebooks/runs .pytest_cache
+
+# The platform stacks: unit tests and nbval under Colab's and Kaggle's own library versions
+# (constraints/*.txt), with fer_utils installed --no-deps as the notebooks' setup cell does there.
+test-stacks:
+	$(PYTHON) tools/test_stack.py colab kaggle
