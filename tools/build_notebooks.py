@@ -67,26 +67,35 @@ import os
 SMOKE = os.environ.get("FER_SMOKE", "") == "1"
 DATA = "demo" if SMOKE else None  # None: find FER2013 (FER_DATA_DIR, Kaggle input, ./data/fer2013, kagglehub), else demo
 SEED = 42
+RUNS_ON_DRIVE = False  # Colab only: keep run folders on Google Drive (mounted when True); a Colab VM forgets them
 {extra.strip()}
 '''
     return code(body, tags=("parameters",))
 
 
-def setup_cell(extra_imports: str = ""):
+# What the setup cell installs on Colab and Kaggle besides fer_utils (itself installed with --no-deps):
+# the face detector's package, which neither platform ships. `tools/test_stack.py` runs these lines.
+PLATFORM_EXTRAS = '"mtcnn>=1.0" "lz4>=4.3"'
+
+
+def setup_cell(extra_imports: str = "", extra_arguments: str = ""):
     """The one setup cell: install on Colab/Kaggle, then seeds, data discovery and the environment report."""
     url = repository_url()
+    arguments = "data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE" + (", " + extra_arguments if extra_arguments else "")
     body = f'''
 import sys
 
 # On Colab and Kaggle, install fer_utils from the repository. --no-deps keeps the platform's own
-# TensorFlow, Keras and CUDA stack; everything else fer_utils needs is preinstalled there.
+# TensorFlow, Keras, NumPy and CUDA stack; the second line adds the face detector they lack.
+# notebook.setup then checks every library against fer_utils' supported range.
 if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     %pip install --quiet --no-deps "git+{url}.git"
+    %pip install --quiet {PLATFORM_EXTRAS}
 
 from fer_utils import notebook
 {extra_imports.strip()}
 
-context = notebook.setup(data=DATA, seed=SEED)
+context = notebook.setup({arguments})
 '''
     return code(body)
 
@@ -427,6 +436,7 @@ def train_backbone(number: str, backbone: str, title: str):
             f"""
 BACKBONE = "{backbone}"
 WEIGHTS = "imagenet"  # "imagenet", None (random initialisation) or a weights file
+WEIGHTS_DIR = None  # a folder holding Keras's "notop" weights files (e.g. an attached Kaggle dataset); None: /kaggle/input, the Keras cache, then download
 IMG_SIZE = None  # None: 48 px on CPU, 96 px on GPU (see fer_utils.models.SPECS)
 EPOCHS_HEAD = 15
 EPOCHS_FINETUNE = 15
@@ -447,11 +457,13 @@ if SMOKE:
     EPOCHS_HEAD, EPOCHS_FINETUNE, BATCH_SIZE, VAL_FRACTION, OVERWRITE = 60, 1, 32, 0.2, True
 """
         ),
-        setup_cell("from fer_utils import data, evaluation, models, plots, runs, training"),
+        setup_cell("from fer_utils import data, evaluation, models, plots, runs, training", "weights_dir=WEIGHTS_DIR"),
         md(
             """
-ImageNet weights are downloaded into the Keras cache on first use. Offline, the next cell says so
-and falls back, visibly, to random weights, so the notebook still runs end to end.
+ImageNet weights come from a local copy of Keras's "notop" file when there is one (`WEIGHTS_DIR`,
+any folder under `/kaggle/input`, the Keras cache), else Keras downloads them. Offline and without
+a copy, the next cell says so and falls back, visibly, to random weights, so the notebook still
+runs end to end.
 """
         ),
         code("WEIGHTS = notebook.resolve_weights(BACKBONE, WEIGHTS)\nprint(f\"weights: {WEIGHTS or 'random initialisation'}\")"),
