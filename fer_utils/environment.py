@@ -83,8 +83,6 @@ def library_versions() -> dict:
 
 # Distributions that provide `cv2`; platforms install one or several of them.
 OPENCV_DISTRIBUTIONS = ("opencv-python-headless", "opencv-python", "opencv-contrib-python", "opencv-contrib-python-headless")
-# Declared requirements that only the command-line tools need, not a notebook kernel.
-TOOLING = ("jupyterlab", "papermill")
 
 
 def supported_range() -> dict[str, str]:
@@ -104,7 +102,7 @@ def supported_range() -> dict[str, str]:
     ranges = {}
     for line in declared:
         requirement = Requirement(line)
-        if requirement.marker is None and requirement.name not in TOOLING:
+        if requirement.marker is None:  # extras (tests, notebooks tooling) carry a marker
             ranges[requirement.name] = str(requirement.specifier)
     return ranges
 

@@ -126,7 +126,7 @@ def test_supported_range_is_the_installed_package_metadata():
 
     ranges = environment.supported_range()
     assert ranges["tensorflow"].startswith(">=") and "numpy" in ranges
-    assert "jupyterlab" not in ranges  # tooling, not needed by a notebook kernel
+    assert "jupyterlab" not in ranges and "pytest" not in ranges  # extras, not needed by a notebook kernel
     assert environment.version_problems() == []  # this test environment is inside the range
     # Any OpenCV wheel provides cv2: the platforms install opencv-python beside or instead of -headless.
     assert environment.installed_version("opencv-python-headless") is not None
