@@ -269,7 +269,7 @@ def _run_predict(args):
             out_path=args.out, min_size=args.min_size,
         )
         print(f"Video: {args.input}")
-        print(f"frames: {stats['frames']}  faces: {stats['faces']}  fps: {stats['fps']:.1f}")
+        print(f"frames: {stats['frames']}  faces: {stats['faces']}  fps: {stats['fps']:.1f}  detector: {stats['detector']}")
         if stats["out_path"]:
             print(f"Wrote {stats['out_path']}")
         return 0
@@ -278,7 +278,7 @@ def _run_predict(args):
         raise ValueError(f"--out '{args.out}' must be an image file ({', '.join(faces.IMAGE_SUFFIXES)}).")
     run = load_run(args.model)
     predictions = faces.predict_faces(run.model, image, run.class_names, min_size=args.min_size)
-    print(f"Image: {args.input}  ({len(predictions)} face(s), model {run.name})")
+    print(f"Image: {args.input}  ({len(predictions)} face(s), model {run.name}, detector: {faces.resolve_detector()})")
     if not predictions:
         print(f"No face found. Faces must be frontal and at least --min-size {args.min_size} pixels wide.")
     for number, prediction in enumerate(predictions, start=1):

@@ -1,9 +1,27 @@
 """Faces in photos and video: detect, crop to the models' 48x48 input, classify and draw.
 
-The detector is OpenCV's frontal-face Haar cascade, whose XML model ships inside the
-`opencv-python-headless` wheel (`cv2.data.haarcascades`), so nothing is downloaded at run time.
-OpenCV 5 moved the Haar cascades out of its pip wheels, so this module needs OpenCV 4
-(`opencv-python-headless>=4.9,<5`); `detect_faces` says so clearly when the cascade is missing.
+Two face detectors, both with their model inside a registry package, so nothing is downloaded at
+run time, and `detector="auto"` takes the first one that can run here, in the order of `DETECTORS`:
+
+1. "mtcnn": the MTCNN networks of the `mtcnn` package (its weights ship in the wheel; it runs on
+   TensorFlow, which the package needs anyway). Works with OpenCV 4 and 5.
+2. "haar": OpenCV's frontal-face Haar cascade, whose XML ships in the OpenCV 4 wheels
+   (`cv2.data.haarcascades`). OpenCV 5's wheels no longer have it (nor `cv2.CascadeClassifier`).
+
+MTCNN comes first because it is the better detector on `benchmarks/bench_detectors.py`: it found
+all 10 faces of the benchmark (the sample photo, copies rotated by +-15 and +-30 degrees and
+scaled to 50% and 25%, two side by side, one pasted on a street photo) with 1 false box on six
+images without a face, where the Haar cascade found 7 (it misses rotations beyond about 10
+degrees) with 3 false boxes; and it gives the same boxes under OpenCV 4 and 5, so results (and
+notebook 06's checked outputs) do not depend on the OpenCV version. It costs about three times
+the Haar cascade's time at the default min_size of 48 (median 225 against 67 ms per image on two
+busy CPU cores), and seconds once per process to build; the Haar cascade remains the fast choice
+(`detector="haar"`) and the fallback where `mtcnn` is missing. `resolve_detector` says which detector runs;
+`predict_faces` and `run_video` report it. OpenCV's YuNet (`cv2.FaceDetectorYN`) is not offered:
+no PyPI package ships its ONNX model in the wheel.
+
+Either way `detect_faces` returns square (x, y, w, h) boxes inside the image, so crops and the
+48x48 model input do not depend on the detector.
 
 A saved model does its own preprocessing (see `fer_utils.models`), so `crop_faces` hands it raw
 grayscale pixels 0..255 at 48x48, exactly the format of FER2013, and nothing else.
@@ -16,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import os
 import time
 from pathlib import Path
@@ -27,12 +46,22 @@ from fer_utils import CLASS_NAMES
 
 FACE_SIZE = 48
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
+# The order in which `detector="auto"` tries the detectors (see the module docstring for why).
+DETECTORS = ("mtcnn", "haar")
+# MTCNN's first-stage (proposal) threshold; see `_detect_mtcnn`.
+MTCNN_PNET_THRESHOLD = 0.5
+# What to install for each detector, quoted by the error messages.
+DETECTOR_INSTALL = {
+    "haar": "pip install 'opencv-python-headless>=4.9,<5'",
+    "mtcnn": "pip install 'mtcnn>=1.0'",
+}
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 SAMPLE_PHOTO = "grace_hopper.jpg"
-# Where the Haar cascade finds Grace Hopper's face in matplotlib's sample photo (x, y, w, h). The test
-# video pastes this crop, so writing it does not depend on the detector it is meant to test.
-_SAMPLE_FACE_BOX = (155, 105, 222, 222)
+# Where Grace Hopper's face is in matplotlib's sample photo (x, y, w, h): the Haar cascade's box,
+# measured once (MTCNN's squared box lies within 6 px of it). A constant, so the test video, the
+# tests and the detector benchmark do not depend on the detector they are meant to test.
+SAMPLE_FACE_BOX = (155, 105, 222, 222)
 # Box and text colour (RGB) of `annotate`.
 DEFAULT_COLOR = (40, 220, 90)
 
@@ -46,12 +75,15 @@ class FacePrediction:
         label: the most probable class name.
         confidence: the probability of `label`.
         probabilities: float array of shape (num_classes,), in the model's class order.
+        detector: the detector that found the face ("haar" or "mtcnn"), or None when the caller
+            passed the boxes.
     """
 
     box: tuple[int, int, int, int]
     label: str
     confidence: float
     probabilities: np.ndarray
+    detector: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,7 +185,8 @@ def cascade_path() -> Path:
         raise FileNotFoundError(
             f"OpenCV's face detector '{CASCADE_FILE}' is not available in the installed OpenCV "
             f"{cv2.__version__} (looked in '{folder}'). OpenCV 5 no longer ships Haar cascades in its pip "
-            "wheels; install OpenCV 4 with: pip install 'opencv-python-headless>=4.9,<5'."
+            f"wheels; use detector='mtcnn' ({DETECTOR_INSTALL['mtcnn']}), or install OpenCV 4 with: "
+            f"{DETECTOR_INSTALL['haar']}."
         )
     return path
 
@@ -169,21 +202,157 @@ def _load_cascade(path: str):
     return cascade
 
 
+class _SkipWhenEmpty:
+    """Wraps an mtcnn stage so that no proposals left means no face, under every Keras 3.
+
+    mtcnn 1.0 ends the search when TensorFlow raises InvalidArgumentError on an empty batch of
+    proposals; Keras 3.13 (Colab's) raises a ValueError there instead, which would escape. This
+    raises mtcnn's own signal before the empty batch reaches the network.
+    """
+
+    def __init__(self, stage):
+        self._stage = stage
+
+    def __getattr__(self, name):
+        return getattr(self._stage, name)
+
+    def __call__(self, bboxes_batch=None, **kwargs):
+        if bboxes_batch is not None and len(bboxes_batch) == 0:
+            import tensorflow as tf
+
+            raise tf.errors.InvalidArgumentError(None, None, "No face proposals left.")
+        return self._stage(bboxes_batch=bboxes_batch, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _load_mtcnn():
+    """Build the MTCNN detector once per process: it loads three networks, which takes seconds."""
+    # Keeps TensorFlow's C++ logs below warnings quiet when mtcnn is the first to import
+    # TensorFlow; it has no effect once TensorFlow is loaded.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from mtcnn import MTCNN
+    from mtcnn.stages import StageONet, StagePNet, StageRNet
+
+    # All three stages: the last network (ONet) refines the boxes and rejects most false ones. The
+    # networks are tiny, so the CPU is as fast as a GPU here and leaves the GPU to the classifier.
+    stages = [StagePNet(), _SkipWhenEmpty(StageRNet()), _SkipWhenEmpty(StageONet())]
+    return MTCNN(stages=stages, device="CPU:0")
+
+
+def _unavailable_reason(name: str) -> str | None:
+    """Why the detector `name` cannot run here, or None when it can."""
+    if name == "haar":
+        try:
+            cascade_path()
+        except FileNotFoundError as error:
+            return str(error)
+        return None
+    if name == "mtcnn":
+        # find_spec looks for the package without importing it (importing pulls in TensorFlow).
+        if importlib.util.find_spec("mtcnn") is None:
+            return f"the 'mtcnn' package is not installed; install it with: {DETECTOR_INSTALL['mtcnn']}."
+        return None
+    raise ValueError(f"Unknown face detector '{name}'. Use 'auto' or one of {list(DETECTORS)}.")
+
+
+def available_detectors() -> tuple[str, ...]:
+    """The detectors that can run in this environment, in the order `detector="auto"` tries them."""
+    return tuple(name for name in DETECTORS if _unavailable_reason(name) is None)
+
+
+def resolve_detector(detector: str = "auto") -> str:
+    """The name of the detector that `detect_faces(..., detector=detector)` runs: "haar" or "mtcnn".
+
+    "auto" is the first available detector of `DETECTORS`.
+
+    Raises:
+        ValueError: `detector` is not "auto" or one of `DETECTORS`.
+        FileNotFoundError: the requested detector (or, for "auto", every detector) is not
+            available; the message says why and what to install.
+    """
+    if detector != "auto":
+        reason = _unavailable_reason(detector)
+        if reason is not None:
+            raise FileNotFoundError(f"The face detector '{detector}' is not available: {reason}")
+        return detector
+    reasons = {name: _unavailable_reason(name) for name in DETECTORS}
+    for name, reason in reasons.items():
+        if reason is None:
+            return name
+    details = " ".join(f"[{name}] {reason}" for name, reason in reasons.items())
+    raise FileNotFoundError(
+        f"No face detector is available. {details} Install one: {DETECTOR_INSTALL['mtcnn']} "
+        f"(works with OpenCV 4 and 5), or {DETECTOR_INSTALL['haar']} for the Haar cascade."
+    )
+
+
+def _square_inside(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Make (x, y, w, h) boxes square (side = the longer side, same centre), moved inside the image.
+
+    MTCNN's boxes are taller than wide; the Haar cascade's are square. Squaring them keeps the boxes
+    callers get alike whichever detector ran, and `crop_faces` cuts the same square either way.
+    """
+    side = np.minimum(np.maximum(boxes[:, 2], boxes[:, 3]), min(height, width))
+    left = np.clip(np.round(boxes[:, 0] + boxes[:, 2] / 2 - side / 2), 0, width - side)
+    top = np.clip(np.round(boxes[:, 1] + boxes[:, 3] / 2 - side / 2), 0, height - side)
+    return np.stack([left, top, side, side], axis=1).astype(np.int64)
+
+
+def _detect_haar(image: np.ndarray, min_size: int, scale_factor: float, min_neighbors: int) -> np.ndarray:
+    cascade = _load_cascade(str(cascade_path()))
+    boxes = cascade.detectMultiScale(
+        to_gray(image), scaleFactor=scale_factor, minNeighbors=min_neighbors,
+        minSize=(int(min_size), int(min_size)),
+    )
+    return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+
+
+def _detect_mtcnn(image: np.ndarray, min_size: int) -> np.ndarray:
+    image = _check_image(image)
+    # MTCNN wants 3 channels; its networks were trained on RGB.
+    if image.ndim == 2 or image.shape[2] == 1:
+        image = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]
+    # mtcnn 1.0 sizes its image pyramid from the image alone, so a minimum face size above 20 px
+    # leaves scales below its 12-px network input and it then reports no face at all. Search from
+    # 20 px (or less) and drop the small boxes afterwards.
+    # A first-stage threshold of 0.5 instead of mtcnn's 0.6 passes a few more proposals on; the two
+    # later networks still reject the false ones, and faces the default missed in some frames of
+    # `write_test_video` are found.
+    found = _load_mtcnn().detect_faces(
+        np.ascontiguousarray(image), min_face_size=min(int(min_size), 20), threshold_pnet=MTCNN_PNET_THRESHOLD
+    )
+    boxes = np.asarray([face["box"] for face in found], dtype=np.float64).reshape(-1, 4)
+    boxes = boxes[(boxes[:, 2] > 0) & (boxes[:, 3] > 0)]
+    boxes = _square_inside(boxes, image.shape[0], image.shape[1])
+    return boxes[boxes[:, 2] >= min_size]
+
+
 def detect_faces(
-    image: np.ndarray, min_size: int = 48, scale_factor: float = 1.1, min_neighbors: int = 5
+    image: np.ndarray,
+    min_size: int = 48,
+    scale_factor: float = 1.1,
+    min_neighbors: int = 5,
+    detector: str = "auto",
 ) -> np.ndarray:
-    """Find frontal faces with OpenCV's Haar cascade.
+    """Find frontal faces with the first available detector (see `DETECTORS`) or the one named.
 
     Args:
-        image: uint8 image, RGB, RGBA or grayscale (BGR works as well: detection hardly depends on
-            the channel order).
-        min_size: smallest face side, in pixels, to look for. Faces smaller than 48 px would have
-            to be upscaled for the models, so the default skips them.
-        scale_factor: step between the detector's scales; smaller finds more faces, slower.
-        min_neighbors: overlapping hits needed to accept a face; larger means fewer false positives.
+        image: uint8 image, RGB, RGBA or grayscale (BGR works as well with the Haar cascade, which
+            reads grayscale; MTCNN finds faces in BGR too, with slightly different boxes).
+        min_size: smallest face side, in pixels, to keep. Faces smaller than 48 px would have to be
+            upscaled for the models, so the default skips them.
+        scale_factor: Haar only: step between the detector's scales; smaller finds more faces,
+            slower. MTCNN keeps its own image pyramid (each scale 0.709 of the previous one).
+        min_neighbors: Haar only: overlapping hits needed to accept a face; larger means fewer false
+            positives. MTCNN keeps its own confidence thresholds.
+        detector: "auto" (the first available of `DETECTORS`), "haar" or "mtcnn";
+            `resolve_detector` tells which one "auto" picks here.
 
     Returns:
-        int64 array of shape (K, 4): one (x, y, width, height) box per face, sorted left to right.
+        int64 array of shape (K, 4): one square (x, y, width, height) box per face, inside the
+        image, sorted left to right.
     """
     if min_size < 1:
         raise ValueError(f"min_size must be a positive number of pixels, got {min_size}.")
@@ -191,12 +360,12 @@ def detect_faces(
         raise ValueError(f"scale_factor must be greater than 1 (for example 1.1), got {scale_factor}.")
     if min_neighbors < 0:
         raise ValueError(f"min_neighbors must be 0 or more, got {min_neighbors}.")
-    gray = to_gray(image)
-    cascade = _load_cascade(str(cascade_path()))
-    boxes = cascade.detectMultiScale(
-        gray, scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(int(min_size), int(min_size))
-    )
-    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    _check_image(image)
+    name = resolve_detector(detector)
+    if name == "haar":
+        boxes = _detect_haar(image, min_size, scale_factor, min_neighbors)
+    else:
+        boxes = _detect_mtcnn(image, min_size)
     return boxes[np.lexsort((boxes[:, 1], boxes[:, 0]))]
 
 
@@ -285,6 +454,7 @@ def predict_faces(
     min_size: int = 48,
     scale_factor: float = 1.1,
     min_neighbors: int = 5,
+    detector: str = "auto",
 ) -> list[FacePrediction]:
     """Detect the faces of an image and classify each one.
 
@@ -295,15 +465,19 @@ def predict_faces(
         class_names: class names in the model's output order; defaults to the run's, else
             `fer_utils.CLASS_NAMES`.
         boxes: (K, 4) face boxes to classify instead of running the detector.
-        margin: see `crop_faces`. min_size, scale_factor, min_neighbors: see `detect_faces`.
+        margin: see `crop_faces`. min_size, scale_factor, min_neighbors, detector: see `detect_faces`.
 
     Returns:
-        One `FacePrediction` per face, left to right. The model is called once, on all faces
+        One `FacePrediction` per face, left to right, each naming the detector that found it. The model is called once, on all faces
         together, and not at all when there is no face.
     """
     model, class_names = _resolve_model(model, class_names)
+    detector_name = None
     if boxes is None:
-        boxes = detect_faces(image, min_size=min_size, scale_factor=scale_factor, min_neighbors=min_neighbors)
+        detector_name = resolve_detector(detector)
+        boxes = detect_faces(
+            image, min_size=min_size, scale_factor=scale_factor, min_neighbors=min_neighbors, detector=detector_name
+        )
     boxes = _check_boxes(boxes)
     if len(boxes) == 0:
         return []
@@ -317,6 +491,7 @@ def predict_faces(
                 label=class_names[best],
                 confidence=float(row[best]),
                 probabilities=row,
+                detector=detector_name,
             )
         )
     return predictions
@@ -395,8 +570,9 @@ def write_test_video(
 ) -> Path:
     """Synthesise a small video of a real face moving across a textured background.
 
-    The face is Grace Hopper's, cut from matplotlib's sample photo, so the Haar cascade finds it;
-    it travels left to right and bobs up and down. Useful for tests and when no webcam exists.
+    The face is Grace Hopper's, cut from matplotlib's sample photo at the fixed `SAMPLE_FACE_BOX`
+    (no detector involved), so every detector of `DETECTORS` finds it; it travels left to right
+    and bobs up and down. Useful for tests and when no webcam exists.
 
     Args:
         path: the video file to write (.mp4, .avi, .mov or .mkv).
@@ -417,8 +593,8 @@ def write_test_video(
     if not 24 <= face_size <= min(width, height):
         raise ValueError(f"face_size must lie between 24 and the frame's shorter side {min(width, height)}, got {face_size}.")
     photo = load_image(sample_photo_path())
-    x, y, box_width, box_height = _SAMPLE_FACE_BOX
-    # Keep some hair and chin around the face so the cascade sees a whole head.
+    x, y, box_width, box_height = SAMPLE_FACE_BOX
+    # Keep some hair and chin around the face so the detectors see a whole head.
     pad = box_width // 6
     face = photo[max(0, y - pad) : y + box_height + pad, max(0, x - pad) : x + box_width + pad]
     face = cv2.resize(face, (face_size, face_size), interpolation=cv2.INTER_AREA)
@@ -498,6 +674,7 @@ def run_video(
     min_size: int = 48,
     scale_factor: float = 1.1,
     min_neighbors: int = 5,
+    detector: str = "auto",
 ) -> dict:
     """Detect and classify faces frame by frame in a webcam stream or a video file.
 
@@ -511,14 +688,15 @@ def run_video(
             returning False stops the loop.
         show: show the annotated frames live in Jupyter (updates one output in place).
         out_path: also write the annotated video here (.mp4, .avi, .mov or .mkv).
-        min_size, scale_factor, min_neighbors: see `detect_faces`.
+        min_size, scale_factor, min_neighbors, detector: see `detect_faces`.
 
     Interrupting the kernel (Ctrl+C) ends the loop cleanly and still returns the statistics.
 
     Returns:
         A dict with `frames` (frames read and annotated), `analysed_frames`, `faces` (faces found on
-        the analysed frames), `frames_with_faces`, `seconds` and `fps`. `fps` is measured end to end:
-        reading, detection, prediction, drawing and writing, after one warm-up call of the model.
+        the analysed frames), `frames_with_faces`, `seconds`, `fps`, `detector` (the detector that
+        ran) and `out_path`. `fps` is measured end to end: reading, detection, prediction, drawing
+        and writing, after one warm-up call of the model and of the detector.
     """
     import cv2
 
@@ -529,13 +707,16 @@ def run_video(
     if out_path is not None:
         _fourcc(Path(out_path))  # Fail on a bad suffix before opening anything.
     model, class_names = _resolve_model(model, class_names)
+    detector = resolve_detector(detector)
     capture, _ = _open_capture(source)
     display_frame = _jupyter_display() if show else None
-    # One warm-up call, so that building the model's predict function is not counted in fps.
+    # One warm-up call each, so that building the model's predict function and the detector's
+    # networks (seconds for MTCNN) is not counted in fps.
     _predict_batch(model, np.zeros((1, FACE_SIZE, FACE_SIZE, 1), dtype=np.uint8))
+    detect_faces(np.zeros((2 * FACE_SIZE, 2 * FACE_SIZE, 3), dtype=np.uint8), detector=detector)
 
     writer = None
-    stats = {"frames": 0, "analysed_frames": 0, "faces": 0, "frames_with_faces": 0}
+    stats = {"frames": 0, "analysed_frames": 0, "faces": 0, "frames_with_faces": 0, "detector": detector}
     predictions: list[FacePrediction] = []
     start = time.perf_counter()
     try:
@@ -547,7 +728,7 @@ def run_video(
             if stats["frames"] % every_n == 0:
                 predictions = predict_faces(
                     model, frame, class_names, min_size=min_size, scale_factor=scale_factor,
-                    min_neighbors=min_neighbors,
+                    min_neighbors=min_neighbors, detector=detector,
                 )
                 stats["analysed_frames"] += 1
                 stats["faces"] += len(predictions)

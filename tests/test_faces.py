@@ -1,4 +1,10 @@
-"""Tests of fer_utils.faces (detect, crop, predict, draw, video) and the `predict` command."""
+"""Tests of fer_utils.faces (detect, crop, predict, draw, video) and the `predict` command.
+
+The detection tests run once per detector that is available here (`faces.available_detectors()`:
+MTCNN and the Haar cascade under OpenCV 4, MTCNN alone under OpenCV 5).
+"""
+
+import sys
 
 import cv2
 import numpy as np
@@ -9,6 +15,26 @@ from fer_utils import CLASS_NAMES, cli, faces
 from fer_utils.runs import save_run
 
 VIDEO_FRAMES = 12
+AVAILABLE = faces.available_detectors()
+needs_haar = pytest.mark.skipif("haar" not in AVAILABLE, reason="OpenCV's Haar cascade is not in this OpenCV")
+needs_mtcnn = pytest.mark.skipif("mtcnn" not in AVAILABLE, reason="the mtcnn package is not installed")
+
+
+@pytest.fixture(params=AVAILABLE)
+def detector(request):
+    return request.param
+
+
+@pytest.fixture
+def without_mtcnn(monkeypatch):
+    """Make the mtcnn package look uninstalled: find_spec and import both see None in sys.modules."""
+    monkeypatch.setitem(sys.modules, "mtcnn", None)
+
+
+@pytest.fixture
+def without_haar(monkeypatch, tmp_path):
+    """Make OpenCV's Haar cascade look missing, as in the OpenCV 5 wheels."""
+    monkeypatch.setattr(cv2.data, "haarcascades", str(tmp_path) + "/")
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +131,8 @@ def test_save_image_round_trips_rgb(tmp_path, photo):
 # ---------------------------------------------------------------------------------------------
 # Detection
 # ---------------------------------------------------------------------------------------------
-def test_detect_faces_finds_grace_hopper(photo):
-    boxes = faces.detect_faces(photo)
+def test_detect_faces_finds_grace_hopper(photo, detector):
+    boxes = faces.detect_faces(photo, detector=detector)
     assert boxes.shape == (1, 4) and boxes.dtype == np.int64
     x, y, width, height = boxes[0]
     assert 150 <= width <= 320 and width == height
@@ -115,26 +141,45 @@ def test_detect_faces_finds_grace_hopper(photo):
     assert 150 < x + width / 2 < 360 and 120 < y + height / 2 < 330
 
 
-def test_detect_faces_accepts_gray_and_bgr(photo):
-    reference = faces.detect_faces(photo)[0]
+def test_detect_faces_accepts_gray_and_bgr(photo, detector):
+    reference = faces.detect_faces(photo, detector=detector)[0]
     for image in (cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY), photo[:, :, :1], photo[:, :, ::-1].copy()):
-        boxes = faces.detect_faces(image)
+        boxes = faces.detect_faces(image, detector=detector)
         assert len(boxes) == 1 and iou(boxes[0], reference) > 0.8
 
 
-def test_detect_faces_sorts_left_to_right_and_finds_nothing_on_blank(photo):
+def test_detect_faces_sorts_left_to_right_and_finds_nothing_on_blank(photo, detector):
     face = photo[70:360, 120:410]
     canvas = np.full((300, 700, 3), 128, np.uint8)
     canvas[5:295, 400:690] = face
     canvas[5:295, 10:300] = face[:, ::-1]
-    boxes = faces.detect_faces(canvas)
+    boxes = faces.detect_faces(canvas, detector=detector)
     assert len(boxes) == 2
     assert boxes[0, 0] < 300 <= boxes[1, 0]
-    assert faces.detect_faces(np.full((200, 200, 3), 90, np.uint8)).shape == (0, 4)
+    assert faces.detect_faces(np.full((200, 200, 3), 90, np.uint8), detector=detector).shape == (0, 4)
 
 
-def test_detect_faces_min_size_filters_small_faces(photo):
-    assert len(faces.detect_faces(photo, min_size=400)) == 0
+def test_detect_faces_min_size_filters_small_faces(photo, detector):
+    assert len(faces.detect_faces(photo, min_size=400, detector=detector)) == 0
+    # A face of about 55 px (the photo at 25%) is kept with min_size 48 and skipped with 96.
+    small = cv2.resize(photo, (128, 150), interpolation=cv2.INTER_AREA)
+    assert len(faces.detect_faces(small, min_size=48, detector=detector)) == 1
+    assert len(faces.detect_faces(small, min_size=96, detector=detector)) == 0
+
+
+@pytest.mark.parametrize("shape", [(10, 10, 3), (12, 400, 3), (60, 60)])
+def test_detect_faces_finds_nothing_on_tiny_and_noise_images(detector, shape):
+    # With no proposals left MTCNN's later networks would get an empty batch, which Keras 3.13 rejects.
+    noise = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    for image in (noise, np.full(shape, 90, np.uint8)):
+        assert faces.detect_faces(image, min_size=1, detector=detector).shape == (0, 4)
+
+
+def test_detect_faces_finds_the_known_face_box_and_leaves_the_image_alone(photo, detector):
+    original = photo.copy()
+    boxes = faces.detect_faces(photo, detector=detector)
+    np.testing.assert_array_equal(photo, original)
+    assert len(boxes) == 1 and iou(boxes[0], faces.SAMPLE_FACE_BOX) > 0.85
 
 
 @pytest.mark.parametrize(
@@ -157,17 +202,63 @@ def test_detect_faces_rejects_bad_settings(photo):
         faces.detect_faces(photo, min_size=0)
 
 
-def test_missing_cascade_gives_an_actionable_error(monkeypatch, tmp_path, photo):
-    monkeypatch.setattr(cv2.data, "haarcascades", str(tmp_path) + "/")
+def test_missing_cascade_gives_an_actionable_error(without_haar, photo):
     with pytest.raises(FileNotFoundError, match="opencv-python-headless>=4.9,<5"):
-        faces.detect_faces(photo)
+        faces.detect_faces(photo, detector="haar")
+
+
+# ---------------------------------------------------------------------------------------------
+# Choice of detector
+# ---------------------------------------------------------------------------------------------
+def test_auto_takes_the_first_available_detector():
+    assert AVAILABLE, "no face detector is available; install mtcnn"
+    assert faces.available_detectors() == tuple(name for name in faces.DETECTORS if name in AVAILABLE)
+    assert faces.resolve_detector() == faces.resolve_detector("auto") == AVAILABLE[0]
+    if "mtcnn" in AVAILABLE:
+        assert faces.resolve_detector() == "mtcnn"
+
+
+@needs_mtcnn
+def test_auto_falls_back_to_mtcnn_without_the_haar_cascade(without_haar, photo):
+    assert faces.available_detectors() == ("mtcnn",)
+    assert faces.resolve_detector() == "mtcnn"
+    boxes = faces.detect_faces(photo)
+    assert len(boxes) == 1 and iou(boxes[0], faces.SAMPLE_FACE_BOX) > 0.85
+
+
+@needs_haar
+def test_auto_falls_back_to_haar_without_mtcnn(without_mtcnn, model, photo):
+    assert faces.available_detectors() == ("haar",)
+    assert faces.resolve_detector() == "haar"
+    np.testing.assert_array_equal(faces.detect_faces(photo), [faces.SAMPLE_FACE_BOX])
+    assert [p.detector for p in faces.predict_faces(model, photo, CLASS_NAMES)] == ["haar"]
+
+
+def test_no_detector_gives_an_actionable_error(without_haar, without_mtcnn, photo):
+    assert faces.available_detectors() == ()
+    for call in (faces.resolve_detector, lambda: faces.detect_faces(photo)):
+        with pytest.raises(FileNotFoundError, match="No face detector is available") as error:
+            call()
+        assert "pip install 'mtcnn>=1.0'" in str(error.value) and "<5" in str(error.value)
+    with pytest.raises(FileNotFoundError, match="'mtcnn' package is not installed.*pip install 'mtcnn"):
+        faces.detect_faces(photo, detector="mtcnn")
+
+
+def test_unknown_detector_is_rejected(photo):
+    with pytest.raises(ValueError, match="Unknown face detector 'yunet'.*'mtcnn'"):
+        faces.detect_faces(photo, detector="yunet")
+
+
+@needs_mtcnn
+def test_mtcnn_is_built_once_per_process():
+    assert faces._load_mtcnn() is faces._load_mtcnn()
 
 
 # ---------------------------------------------------------------------------------------------
 # Crops
 # ---------------------------------------------------------------------------------------------
-def test_crop_faces_returns_raw_48x48_grayscale(photo):
-    boxes = faces.detect_faces(photo)
+def test_crop_faces_returns_raw_48x48_grayscale(photo, detector):
+    boxes = faces.detect_faces(photo, detector=detector)
     crops = faces.crop_faces(photo, boxes)
     assert crops.shape == (1, 48, 48, 1) and crops.dtype == np.uint8
     # Without margin the crop is exactly the box, resized: raw pixels, no normalisation.
@@ -197,6 +288,7 @@ def test_predict_faces_labels_and_probabilities(model, photo):
     assert len(predictions) == 1 and len(counting.calls) == 1
     prediction = predictions[0]
     assert prediction.box == tuple(int(v) for v in faces.detect_faces(photo)[0])
+    assert prediction.detector == faces.resolve_detector()
     assert prediction.label in CLASS_NAMES
     assert prediction.probabilities.shape == (len(CLASS_NAMES),)
     assert prediction.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
@@ -215,6 +307,8 @@ def test_predict_faces_batches_all_faces_and_skips_the_model_without_faces(model
     predictions = faces.predict_faces(counting, image, CLASS_NAMES, boxes=boxes)
     assert len(counting.calls) == 1 and counting.calls[0].shape == (3, 48, 48, 1)
     assert [p.box for p in predictions] == [tuple(box) for box in boxes]
+    # The caller's boxes came from no detector of this module.
+    assert [p.detector for p in predictions] == [None, None, None]
 
 
 def test_predict_faces_accepts_a_run_folder(run_dir, photo):
@@ -248,7 +342,7 @@ def test_annotate_draws_on_a_copy(model, photo):
 # ---------------------------------------------------------------------------------------------
 # Video
 # ---------------------------------------------------------------------------------------------
-def test_write_test_video_has_a_face_in_every_frame(video):
+def test_write_test_video_has_a_face_in_every_frame(video, detector):
     capture = cv2.VideoCapture(str(video))
     frames = []
     while True:
@@ -258,7 +352,7 @@ def test_write_test_video_has_a_face_in_every_frame(video):
         frames.append(frame)
     capture.release()
     assert len(frames) == VIDEO_FRAMES and frames[0].shape == (240, 320, 3)
-    boxes = [faces.detect_faces(frame) for frame in frames]
+    boxes = [faces.detect_faces(frame, detector=detector) for frame in frames]
     assert all(len(found) == 1 for found in boxes)
     # The face travels from left to right.
     assert boxes[0][0, 0] < boxes[-1][0, 0] - 100
@@ -279,6 +373,13 @@ def test_run_video_processes_every_frame(model, video, tmp_path):
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == VIDEO_FRAMES
     capture.release()
     assert stats["out_path"] == str(out)
+    assert stats["detector"] == faces.resolve_detector()
+
+
+@pytest.mark.parametrize("name", AVAILABLE)
+def test_run_video_uses_the_named_detector(model, video, name):
+    stats = faces.run_video(model, video, CLASS_NAMES, max_frames=3, detector=name)
+    assert stats["detector"] == name and stats["faces"] == 3
 
 
 def test_run_video_limits_frames_and_analyses_every_nth(model, video):
@@ -311,12 +412,22 @@ def test_cli_predict_on_a_photo(run_dir, tmp_path, capsys, photo):
     assert status == 0
     face_lines = [line for line in printed.splitlines() if line.startswith("face ")]
     assert len(face_lines) == 1
-    assert "x=155 y=105 w=222 h=222" in face_lines[0]
+    x, y, width, height = faces.detect_faces(photo)[0]
+    assert f"x={x} y={y} w={width} h={height}" in face_lines[0]
+    assert iou((x, y, width, height), faces.SAMPLE_FACE_BOX) > 0.85
     assert any(name in face_lines[0] for name in CLASS_NAMES) and face_lines[0].endswith("%")
     assert "model tiny" in printed
+    assert f"detector: {faces.resolve_detector()}" in printed
     written = faces.load_image(out)
     assert written.shape == photo.shape
     assert np.abs(written.astype(int) - photo.astype(int)).max() > 100
+
+
+@needs_haar
+def test_cli_predict_with_the_haar_cascade_prints_its_box(without_mtcnn, run_dir, capsys):
+    assert cli.main(["predict", "--model", str(run_dir), str(faces.sample_photo_path())]) == 0
+    printed = capsys.readouterr().out
+    assert "x=155 y=105 w=222 h=222" in printed and "detector: haar" in printed
 
 
 def test_cli_predict_on_a_video(run_dir, video, capsys):
@@ -324,6 +435,7 @@ def test_cli_predict_on_a_video(run_dir, video, capsys):
     printed = capsys.readouterr().out
     assert status == 0
     assert "frames: 4  faces: 4  fps: " in printed
+    assert f"detector: {faces.resolve_detector()}" in printed
 
 
 def test_cli_predict_reports_bad_inputs(run_dir, tmp_path, capsys):

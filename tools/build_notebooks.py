@@ -765,8 +765,9 @@ def predict_faces():
 ## Introduction
 
 The models of notebooks 03 and 04 were trained on 48x48 face crops. To use one on an ordinary photo
-we first have to find the faces: OpenCV's Haar cascade detector, whose model file ships inside the
-`opencv-python-headless` package (nothing is downloaded), returns a box per face. Each box is cut out,
+we first have to find the faces: the MTCNN detector of the `mtcnn` package, whose weights ship inside
+the package (nothing is downloaded), returns a box per face; where `mtcnn` is missing, OpenCV 4's Haar
+cascade takes over, and `faces.resolve_detector()` says which one runs. Each box is cut out,
 converted to grayscale and resized to 48x48, and passed to the model **as raw pixels**: the saved
 model contains its own resizing and backbone preprocessing, so nothing here can drift from training.
 
@@ -803,14 +804,14 @@ print(f"Run: {run.path.name} (backbone {run.config.get('backbone')}), validation
             """
 ## Faces in a photo
 
-The detector works on the grayscale photo; `min_size` skips boxes smaller than the model's 48 pixels.
+The detector returns square boxes; `min_size` skips boxes smaller than the model's 48 pixels.
 """
         ),
         code(
             """
 image = faces.load_image(PHOTO or faces.sample_photo_path())
 boxes = faces.detect_faces(image)
-print(f"Photo of {image.shape[1]}x{image.shape[0]} pixels: {len(boxes)} face(s) found")
+print(f"Photo of {image.shape[1]}x{image.shape[0]} pixels: {len(boxes)} face(s) found by {faces.resolve_detector()}")
 for x, y, width, height in boxes:
     print(f"  box at x={x}, y={y}, {width}x{height} pixels")
 """,
@@ -877,9 +878,9 @@ plots.plot_image_rows({"annotated frames": snapshots}, title="Frames from the vi
 Markdown(
     f"On this machine ({context.device['device']}) the whole loop ran at **{stats['fps']:.0f} frames per second** "
     f"with {run.config.get('backbone', 'the model')} at {run.config.get('img_size', 48)} px input, "
-    f"and found a face in {stats['frames_with_faces']} of {stats['frames']} frames. "
-    "The Haar cascade wants frontal, upright faces; tilted or profile faces are missed, which a "
-    "learned detector (for example MediaPipe or RetinaFace) would fix at some cost in speed."
+    f"and found a face in {stats['frames_with_faces']} of {stats['frames']} frames with the {stats['detector']} detector. "
+    "MTCNN also finds faces tilted by 30 degrees, which the Haar cascade misses, at about three times "
+    "its time per frame (`benchmarks/bench_detectors.py`); neither is made for profile faces."
 )
 """
         ),
