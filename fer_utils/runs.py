@@ -51,6 +51,9 @@ ARTIFACT_FILES = (MODEL_FILE, CLASS_NAMES_FILE, CONFIG_FILE, HISTORY_FILE, VAL_M
 RUN_MARKER_FILE = ".fer-run"
 RUN_FORMAT = 1
 LOCK_FILE = ".lock"
+# What a folder may hold and still count as empty: a lock left by a killed `train`, and the files
+# file browsers drop into any folder they show.
+_IGNORED_IN_NEW_FOLDERS = frozenset({LOCK_FILE, ".DS_Store", "Thumbs.db", "desktop.ini"})
 # An unreadable lock younger than this may still be being written by its owner.
 LOCK_WRITE_GRACE_S = 10.0
 # The numeric columns training writes to history.csv, with the values they may hold.
@@ -152,7 +155,7 @@ def claim_run_folder(run_dir: str | os.PathLike, recognise=None) -> Path:
     if (run_dir / RUN_MARKER_FILE).is_file():
         return run_dir
     present = sorted(
-        entry.name for entry in run_dir.iterdir() if entry.name != LOCK_FILE
+        entry.name for entry in run_dir.iterdir() if entry.name not in _IGNORED_IN_NEW_FOLDERS
     ) if run_dir.is_dir() else []
     if present and not (recognise and recognise(run_dir)):
         shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5 else "")
@@ -189,6 +192,8 @@ def run_lock(run_dir: str | os.PathLike):
         except FileExistsError:
             holder = _read_lock(path)
             if attempt == 0 and _lock_is_stale(path, holder):
+                # Two processes taking over one stale lock at the same instant could both succeed;
+                # that needs two commands started within microseconds of each other after a kill.
                 path.unlink(missing_ok=True)
                 continue
             raise RunFolderError(_lock_message(Path(run_dir), path, holder)) from None
@@ -354,9 +359,9 @@ def _check_class_names(path: Path, names, field: str | None = None) -> list[str]
 def _is_number(value, low=None, high=None, integer=False) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    if integer and not isinstance(value, int):
-        return False
     if not math.isfinite(value):
+        return False
+    if integer and value != int(value):
         return False
     return (low is None or value >= low) and (high is None or value <= high)
 

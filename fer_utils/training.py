@@ -374,7 +374,7 @@ def _phase_controller_class():
             }
             state_path = self.folder / STATE_FILE
             if state_path.is_file():
-                self.state.update(json.loads(state_path.read_text(encoding="utf-8")))
+                self.state.update(_read_state(state_path))
             # A resumed run may come with a new time budget (e.g. a longer session); it wins.
             self.state["budget_s"] = budget_seconds
 
@@ -394,7 +394,10 @@ def _phase_controller_class():
             path = self.folder / self.state["weights_file"]
             if not self.model.optimizer.built:
                 self.model.optimizer.build(self.model.trainable_variables)
-            self.model.load_weights(path)
+            try:
+                self.model.load_weights(path)
+            except Exception as error:  # h5py and Keras raise OSError, ValueError, KeyError ...
+                raise _damaged_checkpoint(path, error) from None
 
         # -- schedule and time budget ---------------------------------------------------------
         def _elapsed(self) -> float:
@@ -479,8 +482,19 @@ def _save_arrays(path: Path, arrays) -> None:
 
 
 def _load_arrays(path: Path) -> list[np.ndarray]:
-    with np.load(path) as stored:
-        return [stored[f"arr_{index}"] for index in range(len(stored.files))]
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return [stored[f"arr_{index}"] for index in range(len(stored.files))]
+    except Exception as error:  # zip, zlib, OSError, KeyError ...: all mean "damaged or missing"
+        raise _damaged_checkpoint(path, error) from None
+
+
+def _damaged_checkpoint(path: Path, error: BaseException) -> ValueError:
+    run_dir = path.parent.parent.parent
+    return ValueError(
+        f"The checkpoint '{path}' cannot be read ({type(error).__name__}), so the interrupted run in "
+        f"'{run_dir}' cannot resume. Pass --overwrite to start it over, or use a new --out folder."
+    )
 
 
 def _remove_unreferenced(folder: Path, keep: set) -> None:
@@ -802,9 +816,10 @@ def _open_run_state(run_dir: Path, config: TrainConfig, data_fingerprint: str, o
 def _read_state(path: Path) -> dict:
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        state = error
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        state = None
     if not isinstance(state, dict) or not isinstance(state.get("completed", {}), dict):
+        # Hand-edited or damaged: resuming from it would be a guess.
         raise ValueError(
             f"'{path}' is not a readable training state. Pass --overwrite to discard the interrupted run, "
             "or use a new --out folder."

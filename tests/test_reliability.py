@@ -89,6 +89,14 @@ def test_train_refuses_a_folder_that_is_not_a_run_folder(demo_root, tmp_path, ca
     )
 
 
+def test_an_empty_folder_with_file_browser_litter_is_accepted(demo_root, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".DS_Store").write_bytes(b"\0")
+    assert cli.main([str(arg) for arg in _train_argv(demo_root, out)]) == 0
+    assert runs.is_run_dir(out) and (out / runs.RUN_MARKER_FILE).is_file()
+
+
 def test_train_into_a_file_is_refused(demo_root, tmp_path, capsys):
     out = tmp_path / "photo.jpg"
     out.write_bytes(b"mine")
@@ -112,6 +120,23 @@ def test_overwrite_deletes_only_the_files_training_wrote(tmp_path):
     # The finished run removed its own checkpoints but kept the user's file in their folder.
     assert sorted(p.name for p in (run_dir / "backup" / "end_to_end").iterdir()) == ["mine.npz"]
     assert not (run_dir / runs.LOCK_FILE).exists()
+
+
+@pytest.mark.parametrize("damaged", ["backup/state.json", "backup/end_to_end/state.json",
+                                     "backup/end_to_end/epoch0001.weights.h5"])
+def test_a_damaged_checkpoint_is_named_and_overwrite_starts_over(tmp_path, damaged):
+    train, val = _split(42), _split(21, seed=1)
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        training.train_model(train, val, _small_config(), run_dir, progress=False,
+                             callbacks=[_interrupt_after_first_epoch()])
+    path = run_dir / damaged
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(ValueError, match="--overwrite") as error:
+        training.train_model(train, val, _small_config(), run_dir, progress=False)
+    assert str(path) in str(error.value)
+    training.train_model(train, val, _small_config(), run_dir, progress=False, overwrite=True)
+    assert pd.read_csv(run_dir / runs.HISTORY_FILE)["epoch"].tolist() == [1, 2]
 
 
 def test_a_run_folder_from_before_markers_is_still_recognised(tmp_path):
