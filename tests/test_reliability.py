@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,22 @@ def _interrupt_after_first_epoch():
 
 
 @pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory):
+    """A small_cnn run killed after its first of two epochs; tests work on copies (`_copy`)."""
+    run_dir = tmp_path_factory.mktemp("interrupted") / "run"
+    with pytest.raises(KeyboardInterrupt):
+        training.train_model(_split(42), _split(21, seed=1), _small_config(), run_dir, progress=False,
+                             callbacks=[_interrupt_after_first_epoch()])
+    return run_dir
+
+
+def _copy(run_dir, destination):
+    import shutil
+
+    return Path(shutil.copytree(run_dir, destination))
+
+
+@pytest.fixture(scope="module")
 def other_demo(tmp_path_factory):
     """A second, different demo dataset (other seed and size) for 'resume with other data'."""
     from fer_utils.demo import make_demo_dataset
@@ -104,17 +121,13 @@ def test_train_into_a_file_is_refused(demo_root, tmp_path, capsys):
     assert out.read_bytes() == b"mine"
 
 
-def test_overwrite_deletes_only_the_files_training_wrote(tmp_path):
-    train, val = _split(42), _split(21, seed=1)
-    run_dir = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        training.train_model(train, val, _small_config(), run_dir, progress=False,
-                             callbacks=[_interrupt_after_first_epoch()])
+def test_overwrite_deletes_only_the_files_training_wrote(interrupted_run, tmp_path):
+    run_dir = _copy(interrupted_run, tmp_path / "run")
     assert (run_dir / runs.RUN_MARKER_FILE).is_file()
     mine = [run_dir / "notes.txt", run_dir / "backup" / "mine.txt", run_dir / "backup" / "end_to_end" / "mine.npz"]
     for path in mine:
         path.write_text("the user's")
-    training.train_model(train, val, _small_config(), run_dir, progress=False, overwrite=True)
+    training.train_model(_split(42), _split(21, seed=1), _small_config(), run_dir, progress=False, overwrite=True)
     assert runs.is_run_dir(run_dir)
     assert all(path.read_text() == "the user's" for path in mine)
     # The finished run removed its own checkpoints but kept the user's file in their folder.
@@ -124,37 +137,32 @@ def test_overwrite_deletes_only_the_files_training_wrote(tmp_path):
 
 @pytest.mark.parametrize("damaged", ["backup/state.json", "backup/end_to_end/state.json",
                                      "backup/end_to_end/epoch0001.weights.h5"])
-def test_a_damaged_checkpoint_is_named_and_overwrite_starts_over(tmp_path, damaged):
-    train, val = _split(42), _split(21, seed=1)
-    run_dir = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        training.train_model(train, val, _small_config(), run_dir, progress=False,
-                             callbacks=[_interrupt_after_first_epoch()])
+def test_a_damaged_checkpoint_is_named_with_the_way_out(interrupted_run, tmp_path, damaged):
+    run_dir = _copy(interrupted_run, tmp_path / "run")
     path = run_dir / damaged
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(ValueError, match="--overwrite") as error:
-        training.train_model(train, val, _small_config(), run_dir, progress=False)
+        training.train_model(_split(42), _split(21, seed=1), _small_config(), run_dir, progress=False)
     assert str(path) in str(error.value)
-    training.train_model(train, val, _small_config(), run_dir, progress=False, overwrite=True)
-    assert pd.read_csv(run_dir / runs.HISTORY_FILE)["epoch"].tolist() == [1, 2]
+    assert not (run_dir / runs.LOCK_FILE).exists()
 
 
-def test_a_run_folder_from_before_markers_is_still_recognised(tmp_path):
+def test_a_run_folder_from_before_markers_is_still_recognised_and_orphans_cleared(tmp_path):
     train, val = _split(42), _split(21, seed=1)
     run_dir = training.train_model(train, val, _small_config(epochs_end_to_end=1), tmp_path / "run", progress=False)
     (run_dir / runs.RUN_MARKER_FILE).unlink()
+    # What a save killed half-way leaves: a uniquely named hidden temporary.
+    orphan = files.temporary_path(run_dir / runs.MODEL_FILE, suffix=files.TEMPORARY_SUFFIX + ".keras")
+    assert files.is_temporary_name(orphan.name) and orphan.name != ".model.tmp.keras"
     assert training.train_model(train, val, _small_config(epochs_end_to_end=1), run_dir, progress=False) == run_dir
-    assert (run_dir / runs.RUN_MARKER_FILE).is_file()
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == [runs.RUN_MARKER_FILE]
 
 
 # =============================================================================================
 # Resuming with other data
 # =============================================================================================
-def test_an_interrupted_run_does_not_resume_on_other_data(tmp_path):
-    run_dir = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        training.train_model(_split(42), _split(21, seed=1), _small_config(), run_dir, progress=False,
-                             callbacks=[_interrupt_after_first_epoch()])
+def test_an_interrupted_run_does_not_resume_on_other_data(interrupted_run, tmp_path):
+    run_dir = _copy(interrupted_run, tmp_path / "run")
     other_train, other_val = _split(28, seed=5), _split(14, seed=6)
     with pytest.raises(ValueError, match="trained on other data") as error:
         training.train_model(other_train, other_val, _small_config(), run_dir, progress=False)
@@ -227,16 +235,19 @@ def test_an_unreadable_lock_is_stale_only_once_it_is_old(tmp_path):
 # =============================================================================================
 # A failed command leaves nothing that blocks the corrected one
 # =============================================================================================
-@pytest.mark.parametrize("typo", [
+TYPOS = [
     ["--backbone", "vgg16", "--weights", "/no/such/weights.h5", "--epochs-head", "1"],
     ["--backbone", "small_cnn", "--img-size", "8", "--epochs", "1"],
     ["--backbone", "small_cnn", "--weights", "imagenet", "--epochs", "1"],
     ["--backbone", "small_cnn", "--val-fraction", "1.5", "--epochs", "1"],
-])
-def test_a_typo_writes_nothing_and_the_corrected_command_runs(demo_root, tmp_path, capsys, typo):
+]
+
+
+def test_a_typo_writes_nothing_and_the_corrected_command_runs(demo_root, tmp_path, capsys):
     out = tmp_path / "run"
-    _fails(capsys, ["train", "--data", demo_root, "--out", out, "--quiet", *typo])
-    assert not out.exists()
+    for typo in TYPOS:
+        _fails(capsys, ["train", "--data", demo_root, "--out", out, "--quiet", *typo])
+        assert not out.exists(), typo
     assert cli.main([str(arg) for arg in _train_argv(demo_root, out)]) == 0
 
 
@@ -542,13 +553,3 @@ def test_artifacts_share_one_mode_and_model_saves_leave_no_temporary(tmp_path):
     cache = tmp_path / "cache"
     data.load_split(make_split_folder(tmp_path / "split", per_class=1), cache=cache, progress=False)
     assert {path.stat().st_mode & 0o777 for path in cache.iterdir()} == {files.FILE_MODE}
-
-
-def test_a_killed_model_save_leaves_a_temporary_that_the_next_run_clears(tmp_path):
-    train, val = _split(42), _split(21, seed=1)
-    run_dir = runs.claim_run_folder(tmp_path / "run")
-    orphan = files.temporary_path(run_dir / runs.MODEL_FILE, suffix=files.TEMPORARY_SUFFIX + ".keras")
-    assert files.is_temporary_name(orphan.name) and orphan.name != ".model.tmp.keras"
-    training.train_model(train, val, _small_config(epochs_end_to_end=1), run_dir, progress=False)
-    assert not orphan.exists()
-    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == [runs.RUN_MARKER_FILE]
