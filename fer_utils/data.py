@@ -6,7 +6,8 @@ class names they index into. The class order is always FER2013's official one,
 it by name, `fer2013.csv` rows by their integer `emotion` column.
 
 Decoding is parallel, shows a progress bar, and is cached as `.npz` under a fingerprint of the file
-list (names, sizes, modification times), so a changed dataset is never served stale.
+list (names, sizes, modification times), so a changed dataset is never served stale. A cache file
+that cannot be read, or holds arrays of the wrong kind, is a miss: decoded again and replaced.
 
 This module imports no TensorFlow or Keras, so it is cheap to import.
 """

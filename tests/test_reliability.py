@@ -289,6 +289,13 @@ def test_predict_refuses_an_out_path_that_is_its_input(tiny_run, tmp_path, capsy
     assert photo.read_bytes() == original
 
 
+def test_predict_refuses_an_out_path_that_is_its_input_video(tiny_run, tmp_path, capsys):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"the user's only copy")
+    _fails(capsys, ["predict", "--model", tiny_run, video, "--out", video], "is the input file")
+    assert video.read_bytes() == b"the user's only copy"
+
+
 # =============================================================================================
 # Damaged caches are misses: warned once, decoded again, replaced
 # =============================================================================================
