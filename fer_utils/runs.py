@@ -141,22 +141,18 @@ class RunFolderError(ValueError):
     """A run folder that cannot be used as asked: someone else's files, or another `train` in it."""
 
 
-def claim_run_folder(run_dir: str | os.PathLike, recognise=None) -> Path:
-    """Make `run_dir` a run folder of ours: create it with a marker file, or check that it is one.
+def check_run_folder(run_dir: str | os.PathLike, recognise=None) -> Path:
+    """Raise `RunFolderError` unless `run_dir` is missing, empty, or a run folder of ours; write nothing.
 
-    A missing or empty folder is created and marked. A folder with the marker is ours. Any other
-    folder is refused with a `RunFolderError` naming what it holds, unless `recognise(run_dir)` says
-    it is a run folder written before markers existed (it is then marked). Only the marker is
-    written here; nothing that is already in the folder is touched.
+    Ours means: it holds the marker file, or `recognise(run_dir)` says it is a run folder written
+    before markers existed. The error names what the folder holds.
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunFolderError(f"'{run_dir}' is a file, not a folder. Pass a new or empty folder as --out.")
-    if (run_dir / RUN_MARKER_FILE).is_file():
+    if (run_dir / RUN_MARKER_FILE).is_file() or not run_dir.is_dir():
         return run_dir
-    present = sorted(
-        entry.name for entry in run_dir.iterdir() if entry.name not in _IGNORED_IN_NEW_FOLDERS
-    ) if run_dir.is_dir() else []
+    present = sorted(entry.name for entry in run_dir.iterdir() if entry.name not in _IGNORED_IN_NEW_FOLDERS)
     if present and not (recognise and recognise(run_dir)):
         shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5 else "")
         raise RunFolderError(
@@ -164,8 +160,18 @@ def claim_run_folder(run_dir: str | os.PathLike, recognise=None) -> Path:
             f"it holds {shown}. Pass a new or empty folder as --out; --overwrite never deletes files the "
             "project did not write."
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / RUN_MARKER_FILE, {"fer_utils_run_folder": RUN_FORMAT})
+    return run_dir
+
+
+def claim_run_folder(run_dir: str | os.PathLike, recognise=None) -> Path:
+    """Make `run_dir` a run folder of ours (`check_run_folder`), creating it and its marker if needed.
+
+    Only the marker is written here; nothing that is already in the folder is touched.
+    """
+    run_dir = check_run_folder(run_dir, recognise)
+    if not (run_dir / RUN_MARKER_FILE).is_file():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / RUN_MARKER_FILE, {"fer_utils_run_folder": RUN_FORMAT})
     return run_dir
 
 

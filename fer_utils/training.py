@@ -918,7 +918,9 @@ def train_from_directory(data_path, run_dir, config: TrainConfig, progress=True,
     """
     from fer_utils import data
 
-    validate_config(config)  # a typo fails before any image is decoded
+    # A typo or a wrong --out folder fails before any image is decoded.
+    validate_config(config)
+    runs.check_run_folder(run_dir, recognise=_holds_training_state)
     root = Path(data_path).expanduser()
     if root.is_dir() and (root / "train").is_dir():
         # Decode only what training uses: the test split stays on disk, unread.
