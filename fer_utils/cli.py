@@ -6,7 +6,8 @@ Each sub-command has a `_add_<name>_parser` function that declares its arguments
 
 Errors that a user can fix (a wrong path, a bad file, missing weights) are raised by the package
 as `ValueError` or `OSError` subclasses with a message that says what, where and what to do; `main`
-prints that message on one line and exits with status 2, without a traceback.
+prints that message on one line and exits with status 2, without a traceback. Numeric options are
+checked against one table, `NUMERIC_OPTIONS`, before any command runs.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def _add_train_parser(subparsers):
                                help="Plain cross-entropy: optimises plain accuracy rather than rare-class recall.")
     parser.add_argument("--no-augment", action="store_true", help="Switch the in-model augmentation off.")
     parser.add_argument("--name", help="Display name of the run (default: the folder name).")
-    parser.add_argument("--overwrite", action="store_true", help="Discard whatever RUN_DIR holds and start over.")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Discard the run RUN_DIR holds (only the files training wrote) and start over.")
     parser.add_argument("--no-cache", action="store_true", help="Do not read or write the decoded-data cache.")
     parser.add_argument("--quiet", action="store_true", help="No progress bars.")
     parser.set_defaults(handler=_run_train)
@@ -263,6 +265,8 @@ def _run_predict(args):
     if not is_webcam and not Path(args.input).is_file():
         raise FileNotFoundError(f"No photo or video file at '{args.input}'. Check the path.")
     if is_webcam or faces.is_video_path(args.input):
+        if not is_webcam:
+            _refuse_overwriting_input(args.out, args.input)
         run = load_run(args.model)
         stats = faces.run_video(
             run.model, args.input, run.class_names, max_frames=args.max_frames, every_n=args.every_n,
@@ -274,6 +278,7 @@ def _run_predict(args):
             print(f"Wrote {stats['out_path']}")
         return 0
     image = faces.load_image(args.input)
+    _refuse_overwriting_input(args.out, args.input)
     if args.out and Path(args.out).suffix.lower() not in faces.IMAGE_SUFFIXES:
         raise ValueError(f"--out '{args.out}' must be an image file ({', '.join(faces.IMAGE_SUFFIXES)}).")
     run = load_run(args.model)
@@ -288,6 +293,75 @@ def _run_predict(args):
         faces.save_image(args.out, faces.annotate(image, predictions))
         print(f"Wrote {args.out}")
     return 0
+
+
+def _refuse_overwriting_input(out, source) -> None:
+    """Raise ValueError when the output path `out` is the input file `source` (a user's own photo)."""
+    import os
+    from pathlib import Path
+
+    if not out:
+        return
+    out_path, source_path = Path(out).expanduser(), Path(source).expanduser()
+    same = out_path.resolve() == source_path.resolve()
+    if not same and out_path.exists():
+        same = os.path.samefile(out_path, source_path)  # a hard link or another name of the file
+    if same:
+        raise ValueError(
+            f"--out '{out}' is the input file; writing the annotated copy would overwrite it. "
+            "Choose another --out path."
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Numeric options: every bound in one table, checked before any command runs
+# ---------------------------------------------------------------------------------------------
+# option dest -> (lowest, highest, lowest allowed itself?, highest allowed itself?); None: no bound.
+NUMERIC_OPTIONS = {
+    "batch_size": (1, None, True, True),
+    "n_boot": (0, None, True, True),
+    "gradcam_images": (0, None, True, True),
+    "per_class": (1, None, True, True),
+    "max_frames": (1, None, True, True),
+    "every_n": (1, None, True, True),
+    "min_size": (1, None, True, True),
+    "img_size": (1, None, True, True),
+    "epochs_head": (0, None, True, True),
+    "epochs_finetune": (0, None, True, True),
+    "epochs": (1, None, True, True),
+    "head_units": (1, None, True, True),
+    "patience": (0, None, True, True),
+    "learning_rate": (0, None, False, True),
+    "finetune_learning_rate": (0, None, False, True),
+    "label_smoothing": (0, 1, True, False),
+    "weight_decay": (0, None, True, True),
+    "dropout": (0, 1, True, False),
+    "val_fraction": (0, 1, False, False),
+    "max_minutes": (0, None, False, True),
+    "seed": (0, None, True, True),
+}
+
+
+def check_numeric_options(args: argparse.Namespace) -> None:
+    """Raise ValueError naming the first numeric option that is out of range (or not finite)."""
+    import math
+
+    for dest, (low, high, low_ok, high_ok) in NUMERIC_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        valid = math.isfinite(value)
+        valid = valid and (low is None or value > low or (low_ok and value == low))
+        valid = valid and (high is None or value < high or (high_ok and value == high))
+        if not valid:
+            option = "--" + dest.replace("_", "-")
+            raise ValueError(f"{option} must be {_range_text(low, high, low_ok, high_ok)}, got {value}.")
+
+
+def _range_text(low, high, low_ok, high_ok) -> str:
+    if high is None:
+        return f"{'at least' if low_ok else 'greater than'} {low}"
+    return f"in {'[' if low_ok else '('}{low}, {high}{']' if high_ok else ')'}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_numeric_options(args)
         result = args.handler(args)
     except (ValueError, OSError) as error:
         # A user-fixable problem: one clear line, no traceback.

@@ -6,29 +6,33 @@ class names they index into. The class order is always FER2013's official one,
 it by name, `fer2013.csv` rows by their integer `emotion` column.
 
 Decoding is parallel, shows a progress bar, and is cached as `.npz` under a fingerprint of the file
-list (names, sizes, modification times), so a changed dataset is never served stale.
+list (names, sizes, modification times), so a changed dataset is never served stale. A cache file
+that cannot be read, or holds arrays of the wrong kind, is a miss: decoded again and replaced.
 
 This module imports no TensorFlow or Keras, so it is cheap to import.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from fer_utils import CLASS_NAMES
+from fer_utils import CLASS_NAMES, files
 
 IMAGE_SIZE = 48
 SPLIT_NAMES = ("train", "val", "test")
 CSV_USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "public_test", "PrivateTest": "private_test"}
 CSV_COLUMNS = ("emotion", "pixels", "Usage")
+# Added by Windows Explorer and macOS archivers; skipped like hidden files (.DS_Store).
+JUNK_DISPLAY = ("Thumbs.db", "desktop.ini", "ehthumbs.db", "__MACOSX")
+JUNK_NAMES = frozenset(name.lower() for name in JUNK_DISPLAY)
 # Bump when decoding changes, so old cache entries are not reused.
 _CACHE_FORMAT = "1"
 
@@ -104,7 +108,13 @@ def _resolve_cache_dir(cache) -> Path | None:
     return default_cache_dir() if cache is True else Path(cache)
 
 
-def _cache_read(cache_dir: Path | None, key: str) -> dict | None:
+def _cache_read(cache_dir: Path | None, key: str, keys=("images", "labels"), labels=None) -> dict | None:
+    """The cached arrays under `key`, or None on a miss.
+
+    A file that cannot be read or does not hold what was stored (missing arrays, wrong shapes or
+    types, labels other than `labels` when given) is a miss too: it is deleted with one warning,
+    and the caller decodes again and writes it anew.
+    """
     if cache_dir is None:
         return None
     path = cache_dir / f"{key}.npz"
@@ -112,30 +122,52 @@ def _cache_read(cache_dir: Path | None, key: str) -> dict | None:
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
-            return {name: stored[name] for name in stored.files}
-    except (OSError, ValueError, EOFError) as error:
-        warnings.warn(f"Ignoring an unreadable cache file {path} ({error}); decoding again.", stacklevel=3)
+            arrays = {name: stored[name] for name in keys}
+        _check_cached(arrays, labels)
+    except Exception as error:  # zip, zlib, KeyError, OSError, ValueError ...: all mean "damaged"
+        warnings.warn(
+            f"Ignoring a damaged cache file {path} ({type(error).__name__}: {error}); decoding again and "
+            "replacing it.",
+            stacklevel=3,
+        )
+        with contextlib.suppress(OSError):
+            path.unlink()
         return None
+    return arrays
+
+
+def _check_cached(arrays: dict, labels=None) -> None:
+    """Raise ValueError when cached arrays are not what `load_split` / `load_csv` store."""
+    images, stored_labels = arrays["images"], arrays["labels"]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1):
+        raise ValueError(f"images are {images.dtype} {images.shape}, not uint8 (N, 48, 48, 1)")
+    if stored_labels.shape != (len(images),) or not np.issubdtype(stored_labels.dtype, np.integer):
+        raise ValueError(f"labels are {stored_labels.dtype} {stored_labels.shape} for {len(images)} images")
+    if len(stored_labels) and not 0 <= stored_labels.min() <= stored_labels.max() < len(CLASS_NAMES):
+        raise ValueError("labels outside 0..6")
+    if labels is not None and not np.array_equal(stored_labels, labels):
+        raise ValueError("labels differ from the dataset's files")
+    if "usages" in arrays:
+        usages = arrays["usages"]
+        if usages.shape != (len(images),) or not set(np.unique(usages).tolist()) <= set(CSV_USAGE_TO_SPLIT):
+            raise ValueError("usages are not one Usage value per image")
 
 
 def _cache_write(cache_dir: Path | None, key: str, arrays: dict) -> None:
-    """Store arrays atomically; an unwritable cache location only costs a warning."""
+    """Store arrays atomically (flushed to disk, then renamed); an unwritable cache only costs a warning."""
     if cache_dir is None:
         return
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=cache_dir, prefix=f".{key}.", suffix=".npz")
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temporary, cache_dir / f"{key}.npz")
+        # Temporaries older than an hour are orphans of killed writes; younger ones may be in progress.
+        files.remove_stale_temporaries(cache_dir)
+        files.atomic_write(cache_dir / f"{key}.npz", lambda stream: np.savez(stream, **arrays))
     except OSError as error:
         warnings.warn(
             f"Could not write the data cache in {cache_dir} ({error}). Loading still works, but the next "
             "load decodes again; set FER_CACHE_DIR to a writable folder to enable caching.",
             stacklevel=3,
         )
-        if "temporary" in locals():
-            Path(temporary).unlink(missing_ok=True)
 
 
 def _hash_entries(entries) -> str:
@@ -149,9 +181,22 @@ def _hash_entries(entries) -> str:
 # ---------------------------------------------------------------------------------------------
 # Folder layout
 # ---------------------------------------------------------------------------------------------
+def _is_junk(name: str) -> bool:
+    """Files and folders that operating systems and archivers add (Thumbs.db, __MACOSX, ...)."""
+    return name.startswith(".") or name.lower() in JUNK_NAMES
+
+
 def _visible_children(folder: Path):
-    """Entries of `folder`, skipping hidden ones (.DS_Store, .ipynb_checkpoints, ...)."""
-    return sorted((entry for entry in os.scandir(folder) if not entry.name.startswith(".")), key=lambda e: e.name)
+    """Entries of `folder`, skipping hidden and system ones (.DS_Store, Thumbs.db, __MACOSX, ...)."""
+    return sorted((entry for entry in os.scandir(folder) if not _is_junk(entry.name)), key=lambda e: e.name)
+
+
+def _count_junk(split_dir: Path) -> int:
+    """Number of non-hidden system files and folders skipped in a split folder and its class folders."""
+    folders = [split_dir, *(Path(entry.path) for entry in _visible_children(split_dir) if entry.is_dir())]
+    return sum(
+        1 for folder in folders for entry in os.scandir(folder) if entry.name.lower() in JUNK_NAMES
+    )
 
 
 def _class_folders(split_dir: Path) -> list[tuple[int, os.DirEntry]]:
@@ -288,13 +333,17 @@ def _decode_files(paths: list[str], progress: bool, description: str) -> tuple[n
     return images, converted, resized
 
 
-def _warn_conversions(converted: int, resized: int, where) -> None:
+def _warn_conversions(converted: int, resized: int, where, skipped: int = 0) -> None:
+    notes = []
     if converted or resized:
-        warnings.warn(
-            f"{where}: converted {converted} colour image(s) to grayscale and resized {resized} image(s) "
-            f"that were not {IMAGE_SIZE}x{IMAGE_SIZE}.",
-            stacklevel=3,
+        notes.append(
+            f"converted {converted} colour image(s) to grayscale and resized {resized} image(s) "
+            f"that were not {IMAGE_SIZE}x{IMAGE_SIZE}"
         )
+    if skipped:
+        notes.append(f"skipped {skipped} system file(s) ({', '.join(JUNK_DISPLAY)})")
+    if notes:
+        warnings.warn(f"{where}: {'; '.join(notes)}.", stacklevel=3)
 
 
 def load_split(path: str | os.PathLike, cache=True, progress: bool = True) -> Split:
@@ -315,11 +364,11 @@ def load_split(path: str | os.PathLike, cache=True, progress: bool = True) -> Sp
     paths, labels, entries = _list_split_files(split_dir)
     key = "split-" + _hash_entries([str(split_dir.resolve()), *entries])
     cache_dir = _resolve_cache_dir(cache)
-    stored = _cache_read(cache_dir, key)
-    if stored is not None and len(stored["labels"]) == len(labels):
+    stored = _cache_read(cache_dir, key, labels=labels)
+    if stored is not None:
         return Split(stored["images"], stored["labels"], CLASS_NAMES, str(split_dir))
     images, converted, resized = _decode_files(paths, progress, f"Decoding {split_dir.name}")
-    _warn_conversions(converted, resized, split_dir)
+    _warn_conversions(converted, resized, split_dir, _count_junk(split_dir))
     _cache_write(cache_dir, key, {"images": images, "labels": labels})
     return Split(images, labels, CLASS_NAMES, str(split_dir))
 
@@ -343,14 +392,9 @@ def load_csv(path: str | os.PathLike, cache=True, progress: bool = True) -> dict
     cache_dir = _resolve_cache_dir(cache)
     stat = csv_path.stat()
     key = "csv-" + _hash_entries([str(csv_path.resolve()), stat.st_size, stat.st_mtime_ns])
-    stored = _cache_read(cache_dir, key)
+    stored = _cache_read(cache_dir, key, keys=("images", "labels", "usages"))
     if stored is None:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-        frame.columns = [column.strip() for column in frame.columns]
-        if [c for c in CSV_COLUMNS if c not in frame.columns]:
-            raise ValueError(
-                f"'{csv_path}' has columns {list(frame.columns)}; FER2013's csv needs {list(CSV_COLUMNS)}."
-            )
+        frame = _read_csv_frame(csv_path)
         images, labels, usages = _parse_csv_rows(frame, csv_path, progress)
         stored = {"images": images, "labels": labels, "usages": usages}
         _cache_write(cache_dir, key, stored)
@@ -370,6 +414,41 @@ def load_csv(path: str | os.PathLike, cache=True, progress: bool = True) -> dict
     return splits
 
 
+def _read_csv_frame(csv_path: Path):
+    """The csv as a DataFrame of strings with FER2013's columns; ValueError naming the file otherwise."""
+    import pandas as pd
+
+    expected = "FER2013's csv is a UTF-8 text file with the header emotion,pixels,Usage and one face per row."
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"'{csv_path}' is empty. {expected}") from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as error:
+        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+        raise ValueError(f"Cannot read '{csv_path}' as a csv ({reason}). {expected}") from None
+    frame.columns = [str(column).strip() for column in frame.columns]
+    if [c for c in CSV_COLUMNS if c not in frame.columns]:
+        shown = [column[:30] for column in frame.columns[:5]] + (["..."] if len(frame.columns) > 5 else [])
+        raise ValueError(f"'{csv_path}' has columns {shown}; FER2013's csv needs {list(CSV_COLUMNS)}.")
+    if frame.empty:
+        raise ValueError(f"'{csv_path}' has a header but no rows. {expected}")
+    return frame
+
+
+def _parse_pixels(pixels: str, csv_path: Path, row: int) -> np.ndarray:
+    """The pixel string of one csv row as int64 values; ValueError naming the row for a bad value."""
+    tokens = pixels.split()
+    try:
+        return np.array(tokens, dtype=np.int64)
+    except (ValueError, OverflowError):
+        bad = next(token for token in tokens if not (token.isascii() and token.lstrip("+-").isdigit()
+                                                     and abs(int(token)) < 2**63))
+        raise ValueError(
+            f"'{csv_path}' row {row}: pixel value '{bad[:20]}' is not an integer in 0..255. "
+            "Fix or remove the row."
+        ) from None
+
+
 def _parse_csv_rows(frame, csv_path: Path, progress: bool):
     from tqdm import tqdm
 
@@ -385,9 +464,9 @@ def _parse_csv_rows(frame, csv_path: Path, progress: bool):
                 f"'{csv_path}' row {row}: unknown Usage '{usage}'; expected one of {list(CSV_USAGE_TO_SPLIT)}."
             )
         emotion = emotion.strip()
-        if not emotion.isdigit() or int(emotion) >= len(CLASS_NAMES):
-            raise ValueError(f"'{csv_path}' row {row}: emotion '{emotion}' is not a label in 0..6.")
-        values = np.array(pixels.split(), dtype=np.int64) if pixels.strip() else np.empty(0, dtype=np.int64)
+        if not (emotion.isascii() and emotion.isdigit()) or int(emotion) >= len(CLASS_NAMES):
+            raise ValueError(f"'{csv_path}' row {row}: emotion '{emotion[:20]}' is not a label in 0..6.")
+        values = _parse_pixels(pixels, csv_path, row)
         if values.size != IMAGE_SIZE * IMAGE_SIZE:
             raise ValueError(
                 f"'{csv_path}' row {row}: pixels has {values.size} values; a 48x48 image needs 2304."

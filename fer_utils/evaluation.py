@@ -1102,7 +1102,7 @@ def check_runs(run_dirs: Sequence, class_names: Sequence[str] | None = None) -> 
 
 def _check_run_classes(path: Path, data_class_names: Sequence[str] | None) -> None:
     """Raise FileNotFoundError / ValueError for a path that is no run, or a run trained on other classes."""
-    from fer_utils.runs import CLASS_NAMES_FILE, CONFIG_FILE, MODEL_FILE
+    from fer_utils.runs import MODEL_FILE, load_history, read_class_names, read_config, read_val_metrics
 
     path = Path(path)
     model_path = path / MODEL_FILE if path.is_dir() else path
@@ -1112,17 +1112,13 @@ def _check_run_classes(path: Path, data_class_names: Sequence[str] | None) -> No
             "(each holds model.keras), .keras files, or a folder that holds run folders."
         )
     folder = model_path.parent
-    for file_name, key in ((CLASS_NAMES_FILE, None), (CONFIG_FILE, "class_names")):
-        file_path = folder / file_name
-        if file_path.is_file():
-            try:
-                content = json.loads(file_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"'{file_path}' is not valid JSON ({error}).") from error
-            names = content.get(key) if key and isinstance(content, dict) else content
-            if names and data_class_names is not None:
-                align_class_names(np.zeros((0, len(names))), names, data_class_names)
-                return
+    # Every file of the run is read (and checked) here, so a damaged one fails before any evaluation.
+    config, names = read_config(folder), read_class_names(folder)
+    read_val_metrics(folder)
+    load_history(folder)
+    names = names or config.get("class_names")
+    if names and data_class_names is not None:
+        align_class_names(np.zeros((0, len(names))), names, data_class_names)
 
 
 def _gradcam_sample(labels: np.ndarray, count: int) -> np.ndarray:

@@ -271,6 +271,26 @@ def build_model(
     return model
 
 
+def check_weights(backbone: str, weights) -> None:
+    """Raise ValueError / FileNotFoundError when `weights` cannot serve `backbone` (see `build_model`).
+
+    Cheap (no Keras), so training checks it before writing anything.
+    """
+    spec = get_spec(backbone)
+    if not spec.pretrained:
+        if weights is not None:
+            raise ValueError(
+                f"{spec.name} is trained from scratch and has no pretrained weights; got weights={weights!r}. "
+                "Pass weights=None (on the command line: --weights none)."
+            )
+        return
+    if weights is not None and weights != "imagenet" and not Path(weights).expanduser().is_file():
+        raise FileNotFoundError(
+            f"Weights file '{Path(weights).expanduser()}' for {spec.name} does not exist. Pass weights='imagenet', "
+            f"weights=None, or the path of a {spec.name} notop weights file such as {spec.weights_file}."
+        )
+
+
 def build_backbone(backbone: str, img_size: int, weights=None):
     """Return the nested feature extractor, named "backbone", for RGB inputs of `img_size` px.
 
@@ -279,13 +299,9 @@ def build_backbone(backbone: str, img_size: int, weights=None):
     import keras
 
     spec = get_spec(backbone)
+    check_weights(spec.name, weights)
     input_shape = (img_size, img_size, 3)
     if not spec.pretrained:
-        if weights is not None:
-            raise ValueError(
-                f"{spec.name} is trained from scratch and has no pretrained weights; got weights={weights!r}. "
-                "Pass weights=None (on the command line: --weights none)."
-            )
         return _small_cnn(input_shape)
 
     constructor = getattr(keras.applications, spec.application)
@@ -295,11 +311,6 @@ def build_backbone(backbone: str, img_size: int, weights=None):
         model = _imagenet_backbone(spec, constructor, input_shape)
     else:
         path = Path(weights).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"Weights file '{path}' for {spec.name} does not exist. Pass weights='imagenet', "
-                f"weights=None, or the path of a {spec.name} notop weights file such as {spec.weights_file}."
-            )
         model = constructor(include_top=False, weights=None, input_shape=input_shape)
         load_backbone_weights(model, path, spec)
     # The constructor's own name decides the weights file name (EfficientNet), so the backbone

@@ -9,25 +9,64 @@ A run folder holds everything needed to evaluate or reuse a training run, with n
                             dataset fingerprint, class names, library versions, device, wall times
         history.csv         one row per epoch: epoch, phase, loss, accuracy, val_loss, val_accuracy, ...
         val_metrics.json    metrics on the validation split carved from train (never the test split)
+        .fer-run            marker: training writes only into empty folders or folders with this file
+        .lock               held by the `train` process writing the folder (pid and host)
 
 Every file is written atomically (to a temporary name, then renamed), so a run killed half-way
-never leaves a truncated file behind.
+never leaves a truncated file behind. Every file read back is checked; a hand-edited or damaged
+one raises a ValueError naming the file and the field.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import os
-import tempfile
+import socket
+import time
 from pathlib import Path
 from typing import Any
+
+# The atomic writers are part of this module's API (callers use runs.atomic_write_json, ...).
+from fer_utils.files import (  # noqa: F401
+    FILE_MODE,
+    TEMPORARY_SUFFIX,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temporaries,
+    temporary_path,
+)
 
 MODEL_FILE = "model.keras"
 CLASS_NAMES_FILE = "class_names.json"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 VAL_METRICS_FILE = "val_metrics.json"
+ARTIFACT_FILES = (MODEL_FILE, CLASS_NAMES_FILE, CONFIG_FILE, HISTORY_FILE, VAL_METRICS_FILE)
+# A run folder is recognised as one of ours by this marker, written before anything else.
+RUN_MARKER_FILE = ".fer-run"
+RUN_FORMAT = 1
+LOCK_FILE = ".lock"
+# What a folder may hold and still count as empty: a lock left by a killed `train`, and the files
+# file browsers drop into any folder they show.
+_IGNORED_IN_NEW_FOLDERS = frozenset({LOCK_FILE, ".DS_Store", "Thumbs.db", "desktop.ini"})
+# An unreadable lock younger than this may still be being written by its owner.
+LOCK_WRITE_GRACE_S = 10.0
+# The numeric columns training writes to history.csv, with the values they may hold.
+HISTORY_RANGES = {
+    "epoch": (1, math.inf),
+    "loss": (0, math.inf),
+    "val_loss": (0, math.inf),
+    "accuracy": (0, 1),
+    "val_accuracy": (0, 1),
+    "learning_rate": (0, math.inf),
+    "seconds": (0, math.inf),
+}
+_FIX_RUN_FILE = "Restore the file from the run that wrote it, or re-run training into a new folder."
 
 
 @dataclasses.dataclass
@@ -47,49 +86,14 @@ class Run:
         return str(self.config.get("name") or self.path.name)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` atomically: a temporary file in the same folder, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` (UTF-8) to `path` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write `obj` as indented JSON to `path` atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(value):
-    # numpy scalars and arrays, paths and tuples are common in configs and metrics.
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
 def save_model_atomic(model, path: str | os.PathLike) -> Path:
-    """Save a Keras model as `.keras` atomically (Keras writes a temporary file, we rename it)."""
+    """Save a Keras model as `.keras` atomically (Keras writes a unique temporary file, we rename it)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp.keras")
+    # Keras insists on the .keras suffix, hence the temporary's `.tmp.keras` ending.
+    temporary = temporary_path(path, suffix=TEMPORARY_SUFFIX + ".keras")
     try:
         model.save(temporary)
+        os.chmod(temporary, FILE_MODE)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -130,14 +134,261 @@ def find_runs(root: str | os.PathLike) -> list[Path]:
     return sorted(child for child in root.iterdir() if child.is_dir() and is_run_dir(child))
 
 
+# ---------------------------------------------------------------------------------------------
+# Owning a run folder: the marker, the lock, deleting only what the project wrote
+# ---------------------------------------------------------------------------------------------
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked: someone else's files, or another `train` in it."""
+
+
+def check_run_folder(run_dir: str | os.PathLike, recognise=None) -> Path:
+    """Raise `RunFolderError` unless `run_dir` is missing, empty, or a run folder of ours; write nothing.
+
+    Ours means: it holds the marker file, or `recognise(run_dir)` says it is a run folder written
+    before markers existed. The error names what the folder holds.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"'{run_dir}' is a file, not a folder. Pass a new or empty folder as --out.")
+    if (run_dir / RUN_MARKER_FILE).is_file() or not run_dir.is_dir():
+        return run_dir
+    present = sorted(entry.name for entry in run_dir.iterdir() if entry.name not in _IGNORED_IN_NEW_FOLDERS)
+    if present and not (recognise and recognise(run_dir)):
+        shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5 else "")
+        raise RunFolderError(
+            f"'{run_dir}' is not empty and is not a fer_utils run folder (it has no {RUN_MARKER_FILE} marker); "
+            f"it holds {shown}. Pass a new or empty folder as --out; --overwrite never deletes files the "
+            "project did not write."
+        )
+    return run_dir
+
+
+def claim_run_folder(run_dir: str | os.PathLike, recognise=None) -> Path:
+    """Make `run_dir` a run folder of ours (`check_run_folder`), creating it and its marker if needed.
+
+    Only the marker is written here; nothing that is already in the folder is touched.
+    """
+    run_dir = check_run_folder(run_dir, recognise)
+    if not (run_dir / RUN_MARKER_FILE).is_file():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / RUN_MARKER_FILE, {"fer_utils_run_folder": RUN_FORMAT})
+    return run_dir
+
+
+def remove_artifacts(run_dir: str | os.PathLike) -> None:
+    """Delete the files `save_run` writes, and temporaries of killed writes; nothing else."""
+    run_dir = Path(run_dir)
+    for name in ARTIFACT_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    remove_stale_temporaries(run_dir, older_than_s=0)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike):
+    """Hold RUN_DIR/.lock while the block runs, so that two processes never write one run folder.
+
+    The lock file holds the owner's pid and host. A lock left by a process that is no longer alive
+    on this host is stale and taken over; a live one raises `RunFolderError`.
+    """
+    path = Path(run_dir) / LOCK_FILE
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    for attempt in range(2):
+        try:
+            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if attempt == 0 and _lock_is_stale(path, holder):
+                # Two processes taking over one stale lock at the same instant could both succeed;
+                # that needs two commands started within microseconds of each other after a kill.
+                path.unlink(missing_ok=True)
+                continue
+            raise RunFolderError(_lock_message(Path(run_dir), path, holder)) from None
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(owner, stream)
+        break
+    try:
+        yield path
+    finally:
+        # Remove the lock only while it is still ours (a user may have deleted and re-taken it).
+        if _read_lock(path) == owner:
+            path.unlink(missing_ok=True)
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def _lock_is_stale(path: Path, holder: dict | None) -> bool:
+    if holder is None:
+        # Unreadable: stale unless it was created a moment ago (its owner is still writing it).
+        try:
+            return time.time() - path.stat().st_mtime > LOCK_WRITE_GRACE_S
+        except OSError:
+            return True
+    if holder.get("host") != socket.gethostname():
+        return False  # a process on another machine: its liveness cannot be checked from here
+    return not _pid_alive(holder.get("pid"))
+
+
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    return True
+
+
+def _lock_message(run_dir: Path, path: Path, holder: dict | None) -> str:
+    who = f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')}" if holder else "a process"
+    return (
+        f"'{run_dir}' is in use by another `train` ({who}). Wait for it to finish or use another --out "
+        f"folder; if no such process is running, delete {path}."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a run folder: every file is checked, errors name the file and the field
+# ---------------------------------------------------------------------------------------------
 def load_history(path: str | os.PathLike):
-    """The history.csv of a run folder as a DataFrame (empty when missing), without loading the model."""
+    """The history.csv of a run folder as a DataFrame (empty when missing), without loading the model.
+
+    Raises ValueError naming the file, the column and the row when the csv is unreadable or holds
+    a non-numeric or out-of-range value in one of the columns training writes.
+    """
     import pandas as pd
 
     history_path = Path(path) / HISTORY_FILE
-    if history_path.is_file() and history_path.read_text(encoding="utf-8").strip():
-        return pd.read_csv(history_path)
-    return pd.DataFrame()
+    if not history_path.is_file():
+        return pd.DataFrame()
+    try:
+        text = history_path.read_text(encoding="utf-8")
+        if not text.strip():
+            return pd.DataFrame()
+        history = pd.read_csv(history_path)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise ValueError(f"'{history_path}' is not a readable csv ({_first_line(error)}). {_FIX_RUN_FILE}") from None
+    for column, (low, high) in HISTORY_RANGES.items():
+        if column in history.columns:
+            _check_history_column(history_path, history, column, low, high)
+    return history
+
+
+def _check_history_column(path: Path, history, column: str, low: float, high: float) -> None:
+    import pandas as pd
+
+    values = pd.to_numeric(history[column], errors="coerce")
+    for row, (raw, value) in enumerate(zip(history[column], values), start=2):
+        if pd.isna(raw):
+            continue  # an empty cell: the value was not measured
+        if pd.isna(value) or not low <= value <= high:
+            raise ValueError(
+                f"'{path}' row {row}, column '{column}': {raw!r} is not a number in [{low:g}, {high:g}]. "
+                f"{_FIX_RUN_FILE}"
+            )
+
+
+def read_config(run_dir: str | os.PathLike) -> dict:
+    """config.json of a run folder ({} when missing), checked field by field."""
+    path = Path(run_dir) / CONFIG_FILE
+    config = _read_json(path, default={})
+    if not isinstance(config, dict):
+        raise ValueError(f"'{path}' must hold a JSON object, got a {_json_type(config)}. {_FIX_RUN_FILE}")
+    if config.get("name") is not None and not isinstance(config["name"], str):
+        _field_error(path, "name", "a string", config["name"])
+    if "class_names" in config:
+        _check_class_names(path, config["class_names"], field="class_names")
+    for field in ("n_params", "img_size", "train_size", "val_size"):
+        if field in config and not _is_number(config[field], low=0, integer=True):
+            _field_error(path, field, "a non-negative integer", config[field])
+    wall_time = config.get("wall_time_s")
+    if wall_time is not None:
+        values = wall_time.items() if isinstance(wall_time, dict) else [("", wall_time)]
+        for key, value in values:
+            if not _is_number(value, low=0):
+                _field_error(path, "wall_time_s" + (f".{key}" if key else ""), "a number of seconds >= 0", value)
+    return config
+
+
+def read_class_names(run_dir: str | os.PathLike) -> list[str] | None:
+    """class_names.json of a run folder (None when missing), checked."""
+    path = Path(run_dir) / CLASS_NAMES_FILE
+    names = _read_json(path, default=None)
+    return None if names is None else _check_class_names(path, names)
+
+
+def read_val_metrics(run_dir: str | os.PathLike) -> dict:
+    """val_metrics.json of a run folder ({} when missing), checked."""
+    path = Path(run_dir) / VAL_METRICS_FILE
+    metrics = _read_json(path, default={})
+    if not isinstance(metrics, dict):
+        raise ValueError(f"'{path}' must hold a JSON object, got a {_json_type(metrics)}. {_FIX_RUN_FILE}")
+    for field in ("accuracy", "macro_f1", "balanced_accuracy"):
+        if field in metrics and not _is_number(metrics[field], low=0, high=1):
+            _field_error(path, field, "a number in [0, 1]", metrics[field])
+    if "log_loss" in metrics and not _is_number(metrics["log_loss"], low=0):
+        _field_error(path, "log_loss", "a number >= 0", metrics["log_loss"])
+    if "num_images" in metrics and not _is_number(metrics["num_images"], low=0, integer=True):
+        _field_error(path, "num_images", "a non-negative integer", metrics["num_images"])
+    recalls = metrics.get("recall_per_class", {})
+    if not isinstance(recalls, dict):
+        _field_error(path, "recall_per_class", "an object of class name: recall", recalls)
+    for name, value in recalls.items():
+        if not _is_number(value, low=0, high=1):
+            _field_error(path, f"recall_per_class.{name}", "a number in [0, 1]", value)
+    return metrics
+
+
+def _check_class_names(path: Path, names, field: str | None = None) -> list[str]:
+    where = f"'{path}'" + (f", field '{field}'," if field else "")
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(name, str) and name.strip() for name in names)
+    ):
+        raise ValueError(
+            f"{where} must be a list of class names (non-empty strings) in the model's output order, got "
+            f"{_short(names)}. {_FIX_RUN_FILE}"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where} lists a class twice: {names}. {_FIX_RUN_FILE}")
+    return names
+
+
+def _is_number(value, low=None, high=None, integer=False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if not math.isfinite(value):
+        return False
+    if integer and value != int(value):
+        return False
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _field_error(path: Path, field: str, expected: str, value) -> None:
+    raise ValueError(f"'{path}', field '{field}': expected {expected}, got {_short(value)}. {_FIX_RUN_FILE}")
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_type(value) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "null")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    return line if len(line) <= 160 else line[:157] + "..."
 
 
 def best_run(root: str | os.PathLike, metric: str = "accuracy") -> Path:
@@ -147,8 +398,8 @@ def best_run(root: str | os.PathLike, metric: str = "accuracy") -> Path:
     """
     candidates = []
     for run_dir in find_runs(root):
-        value = _read_json(run_dir / VAL_METRICS_FILE, default={}).get(metric)
-        if value is not None:
+        value = read_val_metrics(run_dir).get(metric)
+        if _is_number(value):
             candidates.append((float(value), run_dir.name, run_dir))
     if not candidates:
         raise FileNotFoundError(
@@ -162,10 +413,9 @@ def load_run(path: str | os.PathLike, compile: bool = False) -> Run:
     """Load a run folder (or a bare `model.keras` file) for evaluation or prediction.
 
     A bare `.keras` file is accepted: its class names come from a `class_names.json` beside it,
-    else from the package's canonical order when the model has that many outputs.
+    else from the package's canonical order when the model has that many outputs. Every file is
+    checked; a damaged one raises ValueError naming the file and the field.
     """
-    import keras
-
     from fer_utils import CLASS_NAMES
 
     path = Path(path)
@@ -186,21 +436,24 @@ def load_run(path: str | os.PathLike, compile: bool = False) -> Run:
             raise ValueError(f"'{path}' is not a .keras model file or a run folder.")
         run_dir, model_path = path.parent, path
 
-    config = _read_json(run_dir / CONFIG_FILE, default={})
-    val_metrics = _read_json(run_dir / VAL_METRICS_FILE, default={})
+    config = read_config(run_dir)
+    val_metrics = read_val_metrics(run_dir)
     history = load_history(run_dir)
-
-    # safe_mode stays on (the default): only built-in, registered layers are deserialized.
-    model = keras.models.load_model(model_path, compile=compile)
-    class_names = _read_json(run_dir / CLASS_NAMES_FILE, default=None) or config.get("class_names")
+    class_names = read_class_names(run_dir) or config.get("class_names")
+    model = load_keras_model(model_path, compile=compile)
+    outputs = int(model.output_shape[-1])
     if class_names is None:
-        outputs = int(model.output_shape[-1])
         if outputs != len(CLASS_NAMES):
             raise ValueError(
                 f"'{model_path}' has {outputs} outputs and no {CLASS_NAMES_FILE} beside it, so its class "
                 f"order is unknown. Write the class names, in output order, to {run_dir / CLASS_NAMES_FILE}."
             )
         class_names = CLASS_NAMES
+    elif len(class_names) != outputs:
+        raise ValueError(
+            f"'{model_path}' has {outputs} outputs but {run_dir / CLASS_NAMES_FILE} (or config.json) names "
+            f"{len(class_names)} classes. Write the class names, in output order, to {run_dir / CLASS_NAMES_FILE}."
+        )
     return Run(
         path=run_dir,
         model=model,
@@ -211,10 +464,25 @@ def load_run(path: str | os.PathLike, compile: bool = False) -> Run:
     )
 
 
+def load_keras_model(model_path: str | os.PathLike, compile: bool = False):
+    """`keras.models.load_model` in safe mode; a file Keras cannot read raises a ValueError naming it."""
+    import keras
+
+    model_path = Path(model_path)
+    try:
+        # safe_mode stays on (the default): only built-in, registered layers are deserialized.
+        return keras.models.load_model(model_path, compile=compile)
+    except Exception as error:  # Keras raises many types (OSError, ValueError, TypeError, zip errors).
+        raise ValueError(
+            f"'{model_path}' is not a readable Keras model ({type(error).__name__}: {_first_line(error)}). "
+            "Re-run training to write it again, or point --model to another run."
+        ) from None
+
+
 def _read_json(path: Path, default):
     if not path.is_file():
         return default
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"'{path}' is not valid JSON ({error}). Delete it or re-run training.") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"'{path}' is not valid JSON ({_first_line(error)}). {_FIX_RUN_FILE}") from None

@@ -21,17 +21,18 @@ written by `fer_utils.runs.save_run` (model.keras, history.csv, config.json, val
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
-import shutil
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 
-from fer_utils import runs
+from fer_utils import files, runs
 from fer_utils.augmentation import AugmentationConfig
 
 PHASE_HEAD = "head"
@@ -39,8 +40,11 @@ PHASE_FINETUNE = "finetune"
 PHASE_END_TO_END = "end_to_end"
 HEAD_MODES = ("cached", "images")
 HISTORY_COLUMNS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
+PHASES = (PHASE_HEAD, PHASE_FINETUNE, PHASE_END_TO_END)
 BACKUP_DIR = "backup"
 STATE_FILE = "state.json"
+# What a phase folder under RUN_DIR/backup holds; nothing else there is deleted.
+_CHECKPOINT_NAME = re.compile(r"state\.json|final\.npz|epoch\d{4}\.weights\.h5|best-epoch\d{4}\.npz")
 # Variables that AdamW does not decay: biases and BatchNorm's scale and offset.
 NO_WEIGHT_DECAY = ("bias", "gamma", "beta")
 
@@ -217,6 +221,20 @@ def validate_config(config: TrainConfig) -> None:
         raise ValueError(f"max_minutes must be positive (or None for no budget), got {config.max_minutes}.")
     if config.learning_rate <= 0 or config.finetune_learning_rate <= 0:
         raise ValueError("Learning rates must be positive.")
+    if config.img_size is not None and int(config.img_size) < spec.min_img_size:
+        raise ValueError(
+            f"img_size={config.img_size} is too small for {spec.name}: it needs at least {spec.min_img_size} px "
+            "(--img-size). Use 48 (FER's native size) or larger."
+        )
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {config.dropout}.")
+    if config.head_units < 1:
+        raise ValueError(f"head_units must be >= 1, got {config.head_units}.")
+    if not 0.0 < config.val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {config.val_fraction}.")
+    if config.patience < 0 or config.weight_decay < 0:
+        raise ValueError("patience and weight_decay must be >= 0.")
+    models.check_weights(spec.name, config.weights)
 
 
 def planned_phases(config: TrainConfig) -> list[tuple[str, int]]:
@@ -356,7 +374,7 @@ def _phase_controller_class():
             }
             state_path = self.folder / STATE_FILE
             if state_path.is_file():
-                self.state.update(json.loads(state_path.read_text(encoding="utf-8")))
+                self.state.update(_read_state(state_path))
             # A resumed run may come with a new time budget (e.g. a longer session); it wins.
             self.state["budget_s"] = budget_seconds
 
@@ -376,7 +394,10 @@ def _phase_controller_class():
             path = self.folder / self.state["weights_file"]
             if not self.model.optimizer.built:
                 self.model.optimizer.build(self.model.trainable_variables)
-            self.model.load_weights(path)
+            try:
+                self.model.load_weights(path)
+            except Exception as error:  # h5py and Keras raise OSError, ValueError, KeyError ...
+                raise _damaged_checkpoint(path, error) from None
 
         # -- schedule and time budget ---------------------------------------------------------
         def _elapsed(self) -> float:
@@ -461,13 +482,24 @@ def _save_arrays(path: Path, arrays) -> None:
 
 
 def _load_arrays(path: Path) -> list[np.ndarray]:
-    with np.load(path) as stored:
-        return [stored[f"arr_{index}"] for index in range(len(stored.files))]
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return [stored[f"arr_{index}"] for index in range(len(stored.files))]
+    except Exception as error:  # zip, zlib, OSError, KeyError ...: all mean "damaged or missing"
+        raise _damaged_checkpoint(path, error) from None
+
+
+def _damaged_checkpoint(path: Path, error: BaseException) -> ValueError:
+    run_dir = path.parent.parent.parent
+    return ValueError(
+        f"The checkpoint '{path}' cannot be read ({type(error).__name__}), so the interrupted run in "
+        f"'{run_dir}' cannot resume. Pass --overwrite to start it over, or use a new --out folder."
+    )
 
 
 def _remove_unreferenced(folder: Path, keep: set) -> None:
     for path in folder.iterdir():
-        if path.is_file() and path.name not in keep:
+        if path.is_file() and path.name not in keep and _is_checkpoint_name(path.name):
             path.unlink(missing_ok=True)
 
 
@@ -482,31 +514,46 @@ def train_model(train, val, config: TrainConfig, run_dir, progress=True, fingerp
         train, val: `fer_utils.data.Split`s (uint8 images (N, 48, 48, 1), int labels, class names).
             `val` drives early stopping and the best checkpoint; pass no test data here.
         config: A `TrainConfig` (see `default_config`).
-        run_dir: The run folder. If it holds an unfinished run with the same config, training
+        run_dir: The run folder: new, empty, or one written by training (it has a `.fer-run`
+            marker). If it holds an unfinished run with the same config and data, training
             resumes from its last completed epoch; a finished one is returned as it is.
         progress: Keras progress bars (True or 1), one line per epoch (2), or silence (False).
         fingerprint: The dataset fingerprint recorded in config.json; default: a hash of `train`.
         callbacks: Extra Keras callbacks for every `fit` call.
-        overwrite: Discard whatever `run_dir` holds and start over.
+        overwrite: Discard the run `run_dir` holds (only the files training wrote) and start over.
         extra_config: Extra entries for config.json (e.g. the data path).
 
     Returns:
         `run_dir` as a Path.
+
+    Raises:
+        ValueError: an inconsistent config; `run_dir` holds a run with other settings or other
+            data, or someone else's files (`runs.RunFolderError`), or another process is training
+            into it. Nothing is written to `run_dir` before these checks pass.
     """
+    validate_config(config)
+    _check_splits(train, val)
+    run_dir = Path(run_dir)
+    verbose = int(progress) if not isinstance(progress, bool) else (1 if progress else 0)
+    data_fingerprint = _array_fingerprint(train, val)
+    runs.claim_run_folder(run_dir, recognise=_holds_training_state)
+    with runs.run_lock(run_dir):
+        run_state = _open_run_state(run_dir, config, data_fingerprint, overwrite)
+        if run_state.get("complete") and runs.is_run_dir(run_dir):
+            _say(verbose, f"{run_dir} already holds a finished run; nothing to do (pass overwrite=True to retrain).")
+            return run_dir
+        return _train_locked(
+            train, val, config, run_dir, run_state, verbose, fingerprint or data_fingerprint, callbacks, extra_config
+        )
+
+
+def _train_locked(train, val, config, run_dir, run_state, verbose, fingerprint, callbacks, extra_config) -> Path:
+    """The body of `train_model`, run while it holds the run folder's lock."""
     import keras
 
     from fer_utils import backend, environment, models
 
-    validate_config(config)
-    _check_splits(train, val)
-    run_dir = Path(run_dir)
     backup = run_dir / BACKUP_DIR
-    verbose = int(progress) if not isinstance(progress, bool) else (1 if progress else 0)
-    run_state = _open_run_state(run_dir, config, overwrite)
-    if run_state.get("complete") and runs.is_run_dir(run_dir):
-        _say(verbose, f"{run_dir} already holds a finished run; nothing to do (pass overwrite=True to retrain).")
-        return run_dir
-
     spec = models.get_spec(config.backbone)
     gpus = backend.gpu_names()
     backend.enable_memory_growth()
@@ -530,6 +577,8 @@ def train_model(train, val, config: TrainConfig, run_dir, progress=True, fingerp
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
+    # Written only now that the model is built: a failed build leaves nothing that blocks a retry.
+    runs.atomic_write_json(backup / STATE_FILE, run_state)
     y_train = keras.utils.to_categorical(train.labels, len(class_names)).astype("float32")
     y_val = keras.utils.to_categorical(val.labels, len(class_names)).astype("float32")
     class_weight = _class_weight(train.labels, len(class_names)) if config.class_weights else None
@@ -591,7 +640,7 @@ def train_model(train, val, config: TrainConfig, run_dir, progress=True, fingerp
         "val_size": len(val),
         "train_class_counts": np.bincount(train.labels, minlength=len(class_names)).tolist(),
         "class_weight": class_weight,
-        "dataset_fingerprint": fingerprint or _array_fingerprint(train, val),
+        "dataset_fingerprint": fingerprint,
         "mixed_precision": use_mixed_precision,
         "replicas": int(strategy.num_replicas_in_sync),
         "device": environment.device_summary(),
@@ -604,7 +653,7 @@ def train_model(train, val, config: TrainConfig, run_dir, progress=True, fingerp
     run_state["complete"] = True
     runs.atomic_write_json(backup / STATE_FILE, run_state)
     for phase, _ in phases:
-        shutil.rmtree(backup / phase, ignore_errors=True)
+        _remove_checkpoints(backup / phase)
     _say(verbose, f"Run folder: {run_dir}  (val accuracy {val_metrics['accuracy']:.4f})")
     return run_dir
 
@@ -719,16 +768,22 @@ def _check_splits(train, val) -> None:
         raise ValueError(f"train and val have different class names: {train.class_names} vs {val.class_names}.")
 
 
-def _open_run_state(run_dir: Path, config: TrainConfig, overwrite: bool) -> dict:
-    """Read (or start) RUN_DIR/backup/state.json, refusing to mix two different configs."""
+def _open_run_state(run_dir: Path, config: TrainConfig, data_fingerprint: str, overwrite: bool) -> dict:
+    """Read RUN_DIR/backup/state.json (or start a new state, not yet written), refusing to mix runs.
+
+    A stored state must have the same settings (the time budget may change) and the same training
+    data (`data_fingerprint`, a hash of the train and validation images and labels).
+    """
     path = run_dir / BACKUP_DIR / STATE_FILE
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
-        for name in (runs.MODEL_FILE, runs.CONFIG_FILE, runs.HISTORY_FILE, runs.VAL_METRICS_FILE, runs.CLASS_NAMES_FILE):
-            (run_dir / name).unlink(missing_ok=True)
+    if overwrite:
+        runs.remove_artifacts(run_dir)
+        _remove_checkpoints(run_dir / BACKUP_DIR)
+    # Any temporary here is an orphan of a killed write: this process holds the folder's lock.
+    for folder in (run_dir, run_dir / BACKUP_DIR, *(run_dir / BACKUP_DIR / phase for phase in PHASES)):
+        runs.remove_stale_temporaries(folder, older_than_s=0)
     current = config.to_dict()
     if path.is_file():
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = _read_state(path)
         stored = dict(state.get("config", {}))
         # The time budget may change between attempts (e.g. a longer session); nothing else may.
         differences = sorted(
@@ -740,16 +795,64 @@ def _open_run_state(run_dir: Path, config: TrainConfig, overwrite: bool) -> dict
                 f"'{run_dir}' holds a run with different settings ({', '.join(differences)}). "
                 "Use a new --out folder, or pass --overwrite to discard the old run."
             )
+        stored_fingerprint = state.get("data_fingerprint")
+        if stored_fingerprint is not None and stored_fingerprint != data_fingerprint:
+            raise ValueError(
+                f"'{run_dir}' holds a run trained on other data (training-data fingerprint {stored_fingerprint} "
+                f"there, {data_fingerprint} now). Pass the same --data to resume it, use a new --out folder, "
+                "or pass --overwrite to discard the old run."
+            )
         state["config"] = current
+        state["data_fingerprint"] = data_fingerprint
         return state
     if runs.is_run_dir(run_dir):
         raise ValueError(
             f"'{run_dir}' already holds a model.keras from another run. Use a new --out folder, or pass "
             "--overwrite to replace it."
         )
-    state = {"config": current, "completed": {}, "complete": False}
-    runs.atomic_write_json(path, state)
+    return {"config": current, "data_fingerprint": data_fingerprint, "completed": {}, "complete": False}
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        state = None
+    if not isinstance(state, dict) or not isinstance(state.get("completed", {}), dict):
+        # Hand-edited or damaged: resuming from it would be a guess.
+        raise ValueError(
+            f"'{path}' is not a readable training state. Pass --overwrite to discard the interrupted run, "
+            "or use a new --out folder."
+        )
     return state
+
+
+def _holds_training_state(run_dir: Path) -> bool:
+    """True for a run folder written before run folders had a marker: its backup/state.json is ours."""
+    try:
+        state = json.loads((run_dir / BACKUP_DIR / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and {"config", "completed"} <= set(state)
+
+
+def _is_checkpoint_name(name: str) -> bool:
+    """True for the files this module writes under RUN_DIR/backup (and temporaries of killed writes)."""
+    return bool(_CHECKPOINT_NAME.fullmatch(name)) or files.is_temporary_name(name)
+
+
+def _remove_checkpoints(folder: Path) -> None:
+    """Delete the checkpoint files under `folder` (backup/ or one phase's folder), then the folders
+    that are left empty. Files the project did not write stay where they are."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if entry.is_dir() and entry.name in PHASES:
+            _remove_checkpoints(entry)
+        elif entry.is_file() and _is_checkpoint_name(entry.name):
+            entry.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only succeeds when nothing else is in it
 
 
 def _history_frame(rows):
@@ -820,6 +923,9 @@ def train_from_directory(data_path, run_dir, config: TrainConfig, progress=True,
     """
     from fer_utils import data
 
+    # A typo or a wrong --out folder fails before any image is decoded.
+    validate_config(config)
+    runs.check_run_folder(run_dir, recognise=_holds_training_state)
     root = Path(data_path).expanduser()
     if root.is_dir() and (root / "train").is_dir():
         # Decode only what training uses: the test split stays on disk, unread.
