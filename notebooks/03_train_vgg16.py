@@ -83,7 +83,7 @@ if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     # %pip install --quiet "mtcnn>=1.0" "lz4>=4.3"
 
 from fer_utils import notebook
-from fer_utils import data, evaluation, models, plots, runs, training
+from fer_utils import data, evaluation, plots, training, training_notebook
 
 context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE, weights_dir=WEIGHTS_DIR)
 
@@ -122,23 +122,18 @@ config = training.default_config(
     batch_size=BATCH_SIZE, head_mode=HEAD_MODE, head_batchnorm=HEAD_BATCHNORM, dropout=DROPOUT,
     label_smoothing=LABEL_SMOOTHING, patience=PATIENCE, val_fraction=VAL_FRACTION, seed=SEED,
 )
-for phase, epochs in training.planned_phases(config):
-    print(f"phase {phase}: up to {epochs} epochs")
-print(f"class weights: {config.class_weights}, label smoothing: {config.label_smoothing}, monitor: {config.monitor}, patience: {config.patience}")
-print(f"fine-tuned layers start with: {config.finetune_prefixes or models.get_spec(BACKBONE).finetune_prefixes}")
+print(training_notebook.describe_config(config))
 
 # %% [markdown]
 # ## Train
 #
-# `training.train_model` runs both phases with Keras progress bars and writes the run folder
+# `training.train_model` runs both phases, one progress bar and one summary line per phase (the
+# per-epoch numbers go to the run's `history.csv` and the curves below), and writes the run folder
 # atomically. It is **resumable**: if the session dies, running this cell again continues from the last
 # finished epoch (and a finished run is simply loaded, unless `OVERWRITE` is true).
 
 # %%
-run_dir = training.train_model(train, validation, config, context.runs_dir / BACKBONE, progress=2, overwrite=OVERWRITE,
-                               extra_config={"dataset": {"path": str(context.data_path), "source": context.data.source}})
-run = runs.load_run(run_dir)
-print("Run folder:", run_dir)
+run = training_notebook.train(context, train, validation, config, overwrite=OVERWRITE)
 
 # %% [markdown]
 # ## The model
@@ -147,12 +142,7 @@ print("Run folder:", run_dir)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-model = run.model
-counts = models.trainable_summary(model)
-backbone_parameters = model.get_layer("backbone").count_params()
-print(f"layers: {[layer.name for layer in model.layers]}")
-print(f"parameters: {model.count_params():,} in total, {backbone_parameters:,} in the backbone, "
-      f"{model.count_params() - backbone_parameters:,} in the head")
+print(training_notebook.describe_model(run.model))
 
 # %% [markdown]
 # ## Training curves
@@ -163,10 +153,7 @@ print(f"parameters: {model.count_params():,} in total, {backbone_parameters:,} i
 plots.plot_training_curves(run.history, title=f"{BACKBONE}: training and validation")
 
 # %%
-phase_summary = run.history.groupby("phase", sort=False).agg(
-    epochs=("epoch", "count"), best_val_accuracy=("val_accuracy", "max"), seconds=("seconds", "sum")
-)
-phase_summary.round(3)
+training_notebook.phase_table(run.history)
 
 # %% [markdown]
 # ## Evaluate on the validation split
@@ -190,18 +177,14 @@ plots.plot_confusion_matrices({BACKBONE: result.confusion}, validation.class_nam
 # regression check of the whole pipeline: it fails the notebook (and CI) when the model learned nothing.
 
 # %%
-check = evaluation.chance_test(validation.labels, result.y_pred, len(validation.class_names))
-print(f"validation accuracy {check['accuracy']:.3f} against a chance level of {check['chance_accuracy']:.3f} "
-      f"(one-sided binomial p = {check['p_value']:.2g}, {check['n']} images)")
-if SMOKE:
-    assert check["p_value"] < 0.05, "the model did not learn on the demo data"
+print(training_notebook.check_learned(validation, result, smoke=SMOKE))
 
 # %% [markdown]
 # ## Where the run went
 
 # %%
 # NBVAL_CHECK_OUTPUT
-sorted(path.name for path in run_dir.iterdir() if not path.name.startswith("."))
+training_notebook.run_files(run)
 
 # %% [markdown]
 # ## Conclusion
@@ -209,13 +192,4 @@ sorted(path.name for path in run_dir.iterdir() if not path.name.startswith("."))
 # %%
 from IPython.display import Markdown
 
-seconds = run.config.get("wall_time_s", {})
-Markdown(
-    f"{BACKBONE} ({run.config['weights']['description']}, {run.config['img_size']} px input) "
-    f"reached **{result.metrics['accuracy']:.1%}** validation accuracy and {result.metrics['macro_f1']:.3f} macro-F1 "
-    f"after {len(run.history)} epochs ({', '.join(f'{phase}: {value:.0f} s' for phase, value in seconds.items())}); "
-    f"the saved weights come from the {run.config['selected_phase']} phase. "
-    + ("**Smoke run with random weights: the numbers only show that the pipeline works.** " if SMOKE else "")
-    +
-    f"The run is saved in `{run_dir.name}/` for [05_compare_models](05_compare_models.ipynb)."
-)
+Markdown(training_notebook.conclusion(run, result, smoke=SMOKE))

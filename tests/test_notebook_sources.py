@@ -75,3 +75,13 @@ def test_editing_the_py_and_syncing_changes_that_cell_only(tmp_path):
     assert len(changed) == 1
     assert after.cells[changed[0]].source.startswith("## Introduction, edited")
     assert after.metadata == before.metadata
+
+
+def test_training_notebooks_share_their_code_and_differ_only_in_backbone_and_narrative():
+    vgg, resnet = (nbformat.read(ROOT / "notebooks" / name, as_version=4) for name in ("03_train_vgg16.ipynb", "04_train_resnet50.ipynb"))
+    vgg_code = [cell.source for cell in vgg.cells if cell.cell_type == "code"]
+    resnet_code = [cell.source for cell in resnet.cells if cell.cell_type == "code"]
+    assert vgg_code[1:] == resnet_code[1:]  # every cell after the parameters: one-line calls into fer_utils
+    differing = [(a, b) for a, b in zip(vgg_code[0].splitlines(), resnet_code[0].splitlines()) if a != b]
+    assert differing == [('BACKBONE = "vgg16"', 'BACKBONE = "resnet50"')]
+    assert "BatchNorm" in resnet.cells[1].source and "BatchNorm" not in vgg.cells[1].source
