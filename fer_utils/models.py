@@ -498,7 +498,7 @@ def model_inputs(model, images, batch_size: int = 256):
     """
     import keras
 
-    inputs_model = keras.Model(model.inputs, model.get_layer("preprocess").output)
+    inputs_model = keras.Model(model.input, model.get_layer("preprocess").output)
     return predict(inputs_model, images, batch_size=batch_size)
 
 

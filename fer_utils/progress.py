@@ -21,6 +21,4 @@ def bar(**arguments):
 
     arguments.setdefault("file", sys.stdout if in_notebook() else sys.stderr)
     arguments.setdefault("dynamic_ncols", not in_notebook())
-    if in_notebook():
-        arguments.setdefault("ncols", 100)
     return tqdm(**arguments)

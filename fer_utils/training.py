@@ -708,7 +708,7 @@ def _run_phase(model, phase, epochs, config, spec, folder, train, val, y_train, 
         _say(verbose, f"[{phase}] training {trainable:,} parameters for up to {epochs} epochs", detail=True)
         bars = []
         if verbose == PHASE_BARS:
-            bars = [_phase_bar_class()(controller, epochs, f"[{phase}] {trainable:,} parameters")]
+            bars = [_phase_bar_class()(controller, epochs, f"[{phase}]")]
         fit_model.fit(
             x_train, y_train, validation_data=(x_val, y_val), batch_size=config.batch_size, epochs=epochs,
             initial_epoch=controller.initial_epoch, class_weight=class_weight, shuffle=True,
@@ -734,7 +734,8 @@ def _run_phase(model, phase, epochs, config, spec, folder, train, val, y_train, 
     }
     if verbose == PHASE_BARS:
         seconds = float(state["elapsed_s"]) + extraction_seconds
-        print(_phase_summary(phase, record, config.monitor, seconds), flush=True)
+        print(_phase_summary(phase, record, config.monitor, seconds) + f"; {record['trainable_params']:,} trainable parameters",
+              flush=True)
     return record
 
 

@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+# The kernel's own start-up notices (e.g. "Kernel is running over TCP without encryption") would
+# print on this console once per notebook.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def _notebooks(only: str | None) -> list[Path]:
@@ -38,6 +41,14 @@ def _quiet_kernels() -> None:
     logging.getLogger("papermill").setLevel(logging.ERROR)  # e.g. "Black is not installed" notices
 
 
+def coalesce_streams(notebook) -> None:
+    """Merge consecutive stream outputs and keep only what `\r` leaves: a progress bar is stored as
+    its final line, not as one output per update."""
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+    CoalesceStreamsPreprocessor().preprocess(notebook, {})
+
+
 def execute_inplace(paths: list[Path], timeout: int) -> None:
     """Run each notebook with nbclient and store its outputs in the file itself (no extra metadata)."""
     import nbformat
@@ -47,7 +58,9 @@ def execute_inplace(paths: list[Path], timeout: int) -> None:
         print(f"[{index}/{len(paths)}] {path.name} ...", end="", flush=True)
         start = time.perf_counter()
         notebook = nbformat.read(path, as_version=4)
-        NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        NotebookClient(notebook, timeout=timeout, kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS,
+                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        coalesce_streams(notebook)
         nbformat.write(notebook, path)
         print(f" {time.perf_counter() - start:.0f} s", flush=True)
 
@@ -81,12 +94,17 @@ def execute_to(paths: list[Path], out_dir: Path, timeout: int, parameters: dict,
         try:
             papermill.execute_notebook(
                 str(path), str(target), parameters=parameters, cwd=str(out_dir), kernel_name="python3",
-                progress_bar=False, log_output=False, execution_timeout=timeout,
+                progress_bar=False, log_output=False, execution_timeout=timeout, extra_arguments=KERNEL_ARGUMENTS,
             )
         except papermill.PapermillExecutionError as error:
             print(f" failed in cell {error.cell_index}: {error.ename}: {error.evalue}", flush=True)
             print(f"The executed notebook with the error is {target}; rerun the same command to resume.", file=sys.stderr)
             raise SystemExit(1) from None
+        import nbformat
+
+        executed = nbformat.read(target, as_version=4)
+        coalesce_streams(executed)
+        nbformat.write(executed, target)
         print(f" {time.perf_counter() - start:.0f} s -> {target}", flush=True)
 
 
