@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo experiment test test-stacks unit nbval notebooks benchmarks clean
+.PHONY: setup demo experiment experiment-data test test-stacks unit nbval notebooks benchmarks clean
 
 setup: $(STAMP)
 
@@ -26,8 +26,9 @@ demo: setup
 # line per notebook. Rerunning resumes: finished notebooks are kept (FORCE=1 reruns them) and an
 # interrupted training run continues from its last finished epoch.
 OUT ?= outputs/experiment
-experiment: setup
+experiment-data:  # checked before setup, so a missing DATA costs nothing
 	@test -n "$(DATA)" || { echo "usage: make experiment DATA=path/to/fer2013 [OUT=outputs/experiment] [FORCE=1]" >&2; exit 2; }
+experiment: experiment-data setup
 	$(PY) tools/run_notebooks.py --out "$(OUT)" --data "$(DATA)" $(if $(FORCE),--force)
 
 # Command 2: the whole test suite: unit tests, then nbval over the notebooks in order.

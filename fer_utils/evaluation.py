@@ -1008,6 +1008,20 @@ def protocol_table(results: Sequence[EvaluationResult], usages=None, n_boot: int
     return pd.DataFrame(rows)
 
 
+def protocol_headline(protocol: pd.DataFrame, results: Sequence[EvaluationResult]) -> str:
+    """One Markdown sentence: the most accurate model's PrivateTest score (whole folder when unknown)."""
+    level = next(column for column in protocol.columns if column.startswith("accuracy ["))
+    best = max(results, key=lambda result: result.metrics["accuracy"]).name
+    rows = protocol[protocol["model"] == best].set_index("test set")
+    if "PrivateTest" in rows.index:
+        row = rows.loc["PrivateTest"]
+        return (f"**Headline: {best} scores {row[level]} accuracy ({level[9:-1]}) on the PrivateTest set** "
+                f"({row['images']:,} images here, 3,589 in FER2013): the number comparable to published results.")
+    row = rows.loc["whole test folder"]
+    return (f"**{best} scores {row[level]} accuracy ({level[9:-1]}) on the whole test folder** ({row['images']:,} images); "
+            "its file names do not say PublicTest/PrivateTest, so this is not the split papers report.")
+
+
 def compare_runs(
     run_dirs: Sequence,
     split,

@@ -733,9 +733,10 @@ def _run_phase(model, phase, epochs, config, spec, folder, train, val, y_train, 
         "history": state["history"],
     }
     if verbose == PHASE_BARS:
-        seconds = float(state["elapsed_s"]) + extraction_seconds
-        print(_phase_summary(phase, record, config.monitor, seconds) + f"; {record['trainable_params']:,} trainable parameters",
-              flush=True)
+        summary = _phase_summary(phase, record, config.monitor, float(state["elapsed_s"]))
+        if extraction_seconds:
+            summary += f" (+{extraction_seconds:.0f} s computing the backbone features once)"
+        print(summary + f"; {record['trainable_params']:,} trainable parameters", flush=True)
     return record
 
 

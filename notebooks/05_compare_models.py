@@ -106,12 +106,12 @@ evaluation.formatted_summary(list(results.values()))
 usages = data.test_usages(context.data_path) if SPLIT == "test" else None
 if usages is None:
     print("The test file names do not say PublicTest/PrivateTest: only the whole folder is scored.")
-else:
-    print(", ".join(f"{evaluation.PROTOCOL_ROWS[name]}: {int((usages == name).sum())} images" for name in data.TEST_PROTOCOL_SPLITS))
+for name in data.TEST_PROTOCOL_SPLITS if usages is not None else ():
+    print(f"{evaluation.PROTOCOL_ROWS[name]}: {int((usages == name).sum())} images")
 
 # %%
 protocol = evaluation.protocol_table(list(results.values()), usages, n_boot=N_BOOT, seed=SEED)
-protocol
+protocol.set_index(["model", "test set"])
 
 # %% [markdown]
 # ### Are the differences real?
@@ -183,7 +183,10 @@ for path in run_dirs:
 # training augmentations, so the models have learned to handle it.
 
 # %%
-tta_results = [evaluation.evaluate_model(path, test, tta=True, n_boot=N_BOOT, seed=SEED, name=f"{path.name} + TTA") for path in run_dirs]
+tta_results = [
+    evaluation.evaluate_model(path, test, tta=True, n_boot=N_BOOT, seed=SEED, name=f"{path.name} + TTA")
+    for path in run_dirs
+]
 if len(run_dirs) > 1:
     tta_results.append(evaluation.ensemble_result(tta_results, name="ensemble + TTA", n_boot=N_BOOT, seed=SEED))
 evaluation.formatted_summary(tta_results)
@@ -194,14 +197,8 @@ evaluation.formatted_summary(tta_results)
 # %%
 from IPython.display import Markdown
 
-headline = protocol[protocol["test set"] == ("PrivateTest" if usages is not None else "whole test folder")]
-best = max(results.values(), key=lambda result: result.metrics["accuracy"]).name
-best_row = headline[headline["model"] == best].iloc[0]
 Markdown(
-    f"**Headline: {best} scores {best_row['accuracy [95% CI]']} accuracy on "
-    + ("FER2013's PrivateTest set** (3,589 images on the real data), the number comparable to published results. "
-       if usages is not None else "the whole test folder** (its file names do not say PublicTest/PrivateTest, so "
-       "this is not the split papers report). ")
+    evaluation.protocol_headline(protocol, list(results.values())) + " "
     + evaluation.comparison_conclusion(list(results.values()), mcnemar, tta_results)
 )
 

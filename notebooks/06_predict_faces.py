@@ -73,7 +73,8 @@ context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE)
 
 # %%
 run = runs.load_run(RUN or runs.best_run(context.runs_dir))
-print(f"Run: {run.path.name} (backbone {run.config.get('backbone')}), validation accuracy {run.val_metrics.get('accuracy', float('nan')):.3f}")
+accuracy = run.val_metrics.get("accuracy", float("nan"))
+print(f"Run: {run.path.name} (backbone {run.config.get('backbone')}), validation accuracy {accuracy:.3f}")
 
 # %%
 # NBVAL_CHECK_OUTPUT

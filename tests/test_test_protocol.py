@@ -64,3 +64,14 @@ def test_protocol_table_has_private_public_and_whole_rows_with_intervals():
     assert list(evaluation.protocol_table([result], None, n_boot=0)["test set"]) == ["whole test folder"]
     with pytest.raises(ValueError, match="usages has 3 entries"):
         evaluation.protocol_table([result], usages[:3], n_boot=0)
+
+
+def test_protocol_headline_names_privatetest_or_says_it_is_not_the_papers_split():
+    rng = np.random.default_rng(2)
+    y_true = rng.integers(0, 7, 60)
+    result = evaluation.evaluate_proba(y_true, rng.dirichlet(np.ones(7), 60), [str(i) for i in range(7)], name="m", n_boot=0)
+    with_names = evaluation.protocol_table([result], np.array(["public_test", "private_test"] * 30), n_boot=0)
+    assert "PrivateTest set" in evaluation.protocol_headline(with_names, [result])
+    assert "30 images here, 3,589 in FER2013" in evaluation.protocol_headline(with_names, [result])
+    without = evaluation.protocol_table([result], None, n_boot=0)
+    assert "not the split papers report" in evaluation.protocol_headline(without, [result])
