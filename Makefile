@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-stacks unit nbval notebooks benchmarks clean
+.PHONY: setup demo experiment experiment-data test test-stacks unit nbval notebooks benchmarks clean
 
 setup: $(STAMP)
 
@@ -19,7 +19,17 @@ $(STAMP): pyproject.toml
 # Command 1: run the notebook series headless on the built-in demo data (smoke settings).
 # Executed notebooks, run folders and the comparison summary land in outputs/demo/.
 demo: setup
-	FER_SMOKE=1 $(PY) tools/run_notebooks.py --out outputs/demo
+	FER_SMOKE=1 $(PY) tools/run_notebooks.py --out outputs/demo --force
+
+# The experiment: the whole series headless on your FER2013 with full settings (a GPU box, or
+# overnight on a CPU). Executed notebooks, run folders and the comparison land in $(OUT), one console
+# line per notebook. Rerunning resumes: finished notebooks are kept (FORCE=1 reruns them) and an
+# interrupted training run continues from its last finished epoch.
+OUT ?= outputs/experiment
+experiment-data:  # checked before setup, so a missing DATA costs nothing
+	@test -n "$(DATA)" || { echo "usage: make experiment DATA=path/to/fer2013 [OUT=outputs/experiment] [FORCE=1]" >&2; exit 2; }
+experiment: experiment-data setup
+	$(PY) tools/run_notebooks.py --out "$(OUT)" --data "$(DATA)" $(if $(FORCE),--force)
 
 # Command 2: the whole test suite: unit tests, then nbval over the notebooks in order.
 # The notebooks write their run folders into a fresh temporary folder, so no earlier run is reused.

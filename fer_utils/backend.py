@@ -4,9 +4,80 @@ Everything else speaks Keras 3. The few things Keras does not expose (listing GP
 distribution, op determinism) live here, so a reader sees in one place what ties the package to
 the TensorFlow backend. TensorFlow is imported inside each function, so importing this module is
 free.
+
+It is also the one place that keeps TensorFlow's C++ log lines out of notebooks and consoles:
+`quiet_tensorflow()` (called by `notebook.setup` and the command line before anything imports
+TensorFlow) sets `TF_CPP_MIN_LOG_LEVEL=3` and imports TensorFlow with the process's stderr
+filtered. Level 3 alone is not enough: the CUDA stub logs "Could not find cuda drivers" through
+absl *while TensorFlow is imported*, before TensorFlow reads the variable, so that import runs with
+file descriptor 2 captured, and any captured line that is not known start-up noise is passed on.
 """
 
 from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+
+# Framework log lines no reader of a notebook or console should see (tests scan for these).
+LOG_NOISE_PATTERNS = (
+    r"All log messages before absl::InitializeLog\(\)",
+    r"oneDNN custom operations are on",
+    r"cudart_stub\.cc",
+    r"Could not find cuda drivers",
+    r"failed call to cuInit",
+    r"NodeDef mentions attribute",
+    r"triggered tf\.function retracing",
+    r"This TensorFlow binary is optimized to use available CPU instructions",
+    r"Unable to register cu(DNN|FFT|BLAS) factory",
+    r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w./-]+:\d+\]",  # any other absl/TSL C++ log line
+)
+LOG_NOISE = re.compile("|".join(LOG_NOISE_PATTERNS), re.MULTILINE)
+
+
+def quiet_tensorflow(import_now: bool = True) -> None:
+    """Keep TensorFlow's C++ start-up and runtime log lines off stderr; call before TF is imported.
+
+    Sets `TF_CPP_MIN_LOG_LEVEL=3` (unless the user set it) and, if TensorFlow is not imported yet,
+    imports it with file descriptor 2 captured, dropping the lines matching `LOG_NOISE` and
+    passing any other line on. Calling it again, after TensorFlow was imported, or with
+    `import_now=False` (for code that may never need TensorFlow), only sets the variable.
+    """
+    os.environ.setdefault(LOG_LEVEL_VARIABLE, "3")
+    if not import_now or "tensorflow" in sys.modules:
+        return
+    with _stderr_filtered():
+        import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def _stderr_filtered():
+    """Capture what is written to file descriptor 2 inside the block; re-emit all but `LOG_NOISE`."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (some embedded interpreters): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        try:
+            sys.stderr.flush()
+        except (AttributeError, ValueError):
+            pass
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", errors="replace")
+    kept = [line for line in text.splitlines() if line.strip() and not LOG_NOISE.search(line)]
+    if kept:
+        print("\n".join(kept), file=sys.stderr)
 
 
 def gpu_names() -> list[str]:

@@ -157,7 +157,8 @@ def _run_train(args):
         overrides["augment"] = False
     config = training.default_config(args.backbone, **overrides)
     run_dir = training.train_from_directory(
-        args.data, args.out, config, progress=not args.quiet, cache=not args.no_cache, overwrite=args.overwrite
+        args.data, args.out, config, progress=False if args.quiet else "phase", cache=not args.no_cache,
+        overwrite=args.overwrite,
     )
     print(f"Run folder: {run_dir}")
     for name in ("model.keras", "history.csv", "config.json", "val_metrics.json"):
@@ -386,8 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return the process exit status."""
+    from fer_utils import backend
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Before anything imports TensorFlow: no C++ log lines on the console. `info` and `demo-data`
+    # never load TensorFlow, so they only get the environment variable.
+    backend.quiet_tensorflow(import_now=args.command not in ("info", "demo-data"))
     try:
         check_numeric_options(args)
         result = args.handler(args)

@@ -29,6 +29,10 @@ from fer_utils import CLASS_NAMES, files
 IMAGE_SIZE = 48
 SPLIT_NAMES = ("train", "val", "test")
 CSV_USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "public_test", "PrivateTest": "private_test"}
+# Kaggle's msambare/fer2013 `test/` folder is PublicTest + PrivateTest; its file names say which
+# (`PublicTest_123.jpg`, `PrivateTest_456.jpg`). Papers report accuracy on PrivateTest.
+TEST_FILE_PREFIXES = {"PublicTest_": "public_test", "PrivateTest_": "private_test"}
+TEST_PROTOCOL_SPLITS = ("private_test", "public_test")
 CSV_COLUMNS = ("emotion", "pixels", "Usage")
 # Added by Windows Explorer and macOS archivers; skipped like hidden files (.DS_Store).
 JUNK_DISPLAY = ("Thumbs.db", "desktop.ini", "ehthumbs.db", "__MACOSX")
@@ -308,7 +312,7 @@ def _decode_with_pillow(path: str) -> np.ndarray:
 
 def _decode_files(paths: list[str], progress: bool, description: str) -> tuple[np.ndarray, int, int]:
     """Decode files in parallel threads (OpenCV releases the GIL) with an optional progress bar."""
-    from tqdm import tqdm
+    from fer_utils import progress as progress_bars
 
     images = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8)
     converted = resized = 0
@@ -324,7 +328,7 @@ def _decode_files(paths: list[str], progress: bool, description: str) -> tuple[n
         return flags
 
     workers = min(8, (os.cpu_count() or 1) * 2)
-    with tqdm(total=len(paths), desc=description, unit="img", disable=not progress, leave=False) as bar:
+    with progress_bars.bar(total=len(paths), desc=description, unit="img", disable=not progress, leave=False) as bar:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for flags in pool.map(decode_chunk, starts):
                 converted += sum(flag[0] for flag in flags)
@@ -450,14 +454,14 @@ def _parse_pixels(pixels: str, csv_path: Path, row: int) -> np.ndarray:
 
 
 def _parse_csv_rows(frame, csv_path: Path, progress: bool):
-    from tqdm import tqdm
+    from fer_utils import progress as progress_bars
 
     count = len(frame)
     images = np.empty((count, IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8)
     labels = np.empty(count, dtype=np.int64)
     usages = frame["Usage"].str.strip().to_numpy().astype(str)
     rows = zip(frame["emotion"], frame["pixels"], usages)
-    for index, (emotion, pixels, usage) in enumerate(tqdm(rows, total=count, desc="Parsing csv", disable=not progress, leave=False)):
+    for index, (emotion, pixels, usage) in enumerate(progress_bars.bar(iterable=rows, total=count, desc="Parsing csv", disable=not progress, leave=False)):
         row = index + 2  # 1-based, after the header line
         if usage not in CSV_USAGE_TO_SPLIT:
             raise ValueError(
@@ -523,12 +527,56 @@ def _ordered(splits: dict[str, Path]):
     return sorted(splits.items(), key=lambda item: SPLIT_NAMES.index(item[0]))
 
 
+def test_usages(path: str | os.PathLike) -> np.ndarray | None:
+    """Which FER2013 test set each image of `load_labelled(path, "test")` belongs to, in its order.
+
+    An array of "public_test" / "private_test" strings when they can be told apart: `fer2013.csv`
+    (its Usage column), or a `test/` folder whose file names all start with `PublicTest_` or
+    `PrivateTest_` (Kaggle's msambare copy), both present. None otherwise (renamed files, a test
+    folder of another dataset). Only file names are read, nothing is decoded (for a csv, the
+    cached parse is reused).
+    """
+    path = _existing_path(path)
+    if path.is_file():
+        splits = load_csv(path, progress=False)
+        if not all(name in splits for name in ("public_test", "private_test")):
+            return None
+        return np.array(["public_test"] * len(splits["public_test"]) + ["private_test"] * len(splits["private_test"]))
+    test_dir = _split_folders(path).get("test")
+    if test_dir is None:
+        if not (_is_class_folder_layout(path) and path.name.lower() == "test"):
+            return None
+        test_dir = path
+    paths, _, _ = _list_split_files(test_dir)
+    usages = []
+    for file_path in paths:
+        name = os.path.basename(file_path)
+        usage = next((split for prefix, split in TEST_FILE_PREFIXES.items() if name.startswith(prefix)), None)
+        if usage is None:
+            return None
+        usages.append(usage)
+    usages = np.array(usages)
+    return usages if set(usages) == set(TEST_PROTOCOL_SPLITS) else None
+
+
 def load_labelled(path: str | os.PathLike, split: str = "test", cache=True, progress: bool = True) -> Split:
     """Load one labelled split: `split` of a dataset root (or csv), or the whole of a single split folder.
 
-    This is what evaluation uses, so a model can be scored on any labelled folder.
+    This is what evaluation uses, so a model can be scored on any labelled folder. `"private_test"`
+    and `"public_test"` also work for a folder layout whose `test/` file names say which is which
+    (see `test_usages`).
     """
     path = _existing_path(path)
+    if path.is_dir() and split in TEST_PROTOCOL_SPLITS and split not in _split_folders(path):
+        usages = test_usages(path)
+        if usages is None:
+            raise ValueError(
+                f"'{path}' has no '{split}' split: its test/ file names do not all start with "
+                f"{' or '.join(TEST_FILE_PREFIXES)}. Use split='test'."
+            )
+        whole = load_labelled(path, "test", cache=cache, progress=progress)
+        part = whole.subset(usages == split)
+        return dataclasses.replace(part, source=f"{whole.source}:{split}")
     if path.is_dir():
         splits = _split_folders(path)
         if split in splits:

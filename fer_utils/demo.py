@@ -163,7 +163,10 @@ def make_demo_dataset(
     test_fraction: float = DEFAULT_TEST_FRACTION,
     overwrite: bool = False,
 ) -> Path:
-    """Write the demo dataset as `out_dir/{train,test}/<class>/demo_<split>_<n>.png` and return `out_dir`.
+    """Write the demo dataset as `out_dir/{train,test}/<class>/<name>.png` and return `out_dir`.
+
+    File names follow Kaggle's copy of FER2013: `Training_<n>.png` in train, `PublicTest_<n>.png`
+    and `PrivateTest_<n>.png` (alternating) in test.
 
     Args:
         out_dir: the dataset root to create.
@@ -196,9 +199,19 @@ def make_demo_dataset(
             folder.mkdir(parents=True, exist_ok=True)
             for index in range(count):
                 image = draw_face(name, rng)
-                if not cv2.imwrite(str(folder / f"demo_{split}_{index:05d}.png"), image):
+                if not cv2.imwrite(str(folder / _file_name(split, index)), image):
                     raise OSError(f"Could not write an image into '{folder}'.")
     return out_dir
+
+
+def _file_name(split: str, index: int) -> str:
+    """Kaggle's naming: `Training_00001.png`; test files alternate `PublicTest_` and `PrivateTest_`.
+
+    So the demo's test folder splits into FER2013's two test sets exactly as the real one does.
+    """
+    if split == "train":
+        return f"Training_{index:05d}.png"
+    return f"{'PublicTest' if index % 2 == 0 else 'PrivateTest'}_{index:05d}.png"
 
 
 def demo_dataset_path(seed: int = 0, per_class: int | None = None, cache_dir=None) -> Path:
@@ -217,9 +230,10 @@ def demo_dataset_path(seed: int = 0, per_class: int | None = None, cache_dir=Non
 
 
 def _materialise_demo(root: Path, seed: int, per_class: int) -> Path:
-    out_dir = root / f"demo-seed{seed}-n{per_class}"
+    # "v2": Kaggle-style file names; a folder of the first version is not reused.
+    out_dir = root / f"demo-v2-seed{seed}-n{per_class}"
     if not (out_dir / ".complete").is_file():
-        staging = root / f".demo-seed{seed}-n{per_class}.partial-{os.getpid()}"
+        staging = root / f".demo-v2-seed{seed}-n{per_class}.partial-{os.getpid()}"
         make_demo_dataset(staging, per_class=per_class, seed=seed, overwrite=True)
         (staging / ".complete").write_text("ok\n")
         if out_dir.exists():

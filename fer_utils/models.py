@@ -24,6 +24,8 @@ import dataclasses
 import os
 from pathlib import Path
 
+import numpy as np
+
 from fer_utils import CLASS_NAMES
 
 # FER2013 images are 48x48 grayscale; every model takes them as they are.
@@ -496,5 +498,28 @@ def model_inputs(model, images, batch_size: int = 256):
     """
     import keras
 
-    inputs_model = keras.Model(model.inputs, model.get_layer("preprocess").output)
-    return inputs_model.predict(images, batch_size=batch_size, verbose=0)
+    inputs_model = keras.Model(model.input, model.get_layer("preprocess").output)
+    return predict(inputs_model, images, batch_size=batch_size)
+
+
+def predict(model, images, batch_size: int = 256) -> np.ndarray:
+    """`model`'s output for `images` (inference mode), computed batch by batch, as a numpy array.
+
+    Keras models are called directly rather than through `model.predict`, which builds a `tf.data`
+    pipeline (TensorFlow logs a `NodeDef mentions attribute` error line for it on every call) and
+    traces a new graph function per model (scoring several models in a row triggers TensorFlow's
+    "tf.function retracing" warning, and the tracing is repeated work). Inference needs neither.
+    Anything else with a Keras-style `predict` (test doubles, wrappers) is asked through it.
+    """
+    import keras
+
+    images = np.asarray(images, dtype=np.float32)
+    if not isinstance(model, keras.Model):
+        return np.asarray(model.predict(images, batch_size=batch_size, verbose=0))
+    if len(images) == 0:
+        return np.asarray(model.predict(images, batch_size=batch_size, verbose=0))
+    outputs = [
+        keras.ops.convert_to_numpy(model(images[start : start + batch_size], training=False))
+        for start in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(outputs)

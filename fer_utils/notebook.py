@@ -105,9 +105,9 @@ def setup(
     Returns:
         A `NotebookContext`.
     """
-    from fer_utils import environment, models
+    from fer_utils import backend, environment, models
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    backend.quiet_tensorflow()  # first, so TensorFlow's C++ log lines never reach the notebook
     if weights_dir is not None:
         os.environ[models.WEIGHTS_DIR_VARIABLE] = str(Path(weights_dir).expanduser())
     platform = environment.platform_name()

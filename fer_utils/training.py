@@ -329,8 +329,9 @@ def head_model(model):
 
 def compute_features(model, images, batch_size: int = 256, progress: bool = False) -> np.ndarray:
     """Run the frozen backbone once over `images` and return the pooled features (float32)."""
-    features = feature_model(model).predict(images, batch_size=batch_size, verbose=1 if progress else 0)
-    return np.asarray(features, dtype=np.float32)
+    from fer_utils import models
+
+    return np.asarray(models.predict(feature_model(model), images, batch_size=batch_size), dtype=np.float32)
 
 
 # =============================================================================================
@@ -517,7 +518,9 @@ def train_model(train, val, config: TrainConfig, run_dir, progress=True, fingerp
         run_dir: The run folder: new, empty, or one written by training (it has a `.fer-run`
             marker). If it holds an unfinished run with the same config and data, training
             resumes from its last completed epoch; a finished one is returned as it is.
-        progress: Keras progress bars (True or 1), one line per epoch (2), or silence (False).
+        progress: "phase" (one progress bar per phase, then its summary line: what the notebooks
+            and the command line show), Keras progress bars (True or 1), one line per epoch (2), or
+            silence (False). The per-epoch numbers are always in the run's `history.csv`.
         fingerprint: The dataset fingerprint recorded in config.json; default: a hash of `train`.
         callbacks: Extra Keras callbacks for every `fit` call.
         overwrite: Discard the run `run_dir` holds (only the files training wrote) and start over.
@@ -534,7 +537,7 @@ def train_model(train, val, config: TrainConfig, run_dir, progress=True, fingerp
     validate_config(config)
     _check_splits(train, val)
     run_dir = Path(run_dir)
-    verbose = int(progress) if not isinstance(progress, bool) else (1 if progress else 0)
+    verbose = _verbosity(progress)
     data_fingerprint = _array_fingerprint(train, val)
     runs.claim_run_folder(run_dir, recognise=_holds_training_state)
     with runs.run_lock(run_dir):
@@ -654,7 +657,7 @@ def _train_locked(train, val, config, run_dir, run_state, verbose, fingerprint, 
     runs.atomic_write_json(backup / STATE_FILE, run_state)
     for phase, _ in phases:
         _remove_checkpoints(backup / phase)
-    _say(verbose, f"Run folder: {run_dir}  (val accuracy {val_metrics['accuracy']:.4f})")
+    _say(verbose, f"Run folder: {run_dir}  (val accuracy {val_metrics['accuracy']:.4f})", detail=True)
     return run_dir
 
 
@@ -677,7 +680,7 @@ def _run_phase(model, phase, epochs, config, spec, folder, train, val, y_train, 
     extraction_seconds = 0.0
     if phase == PHASE_HEAD and config.head_mode == "cached":
         started = time.perf_counter()
-        _say(verbose, f"[{phase}] computing backbone features once for {len(train)} + {len(val)} images")
+        _say(verbose, f"[{phase}] computing backbone features once for {len(train)} + {len(val)} images", detail=True)
         # One pass over train and validation together: a single traced predict function.
         features = compute_features(
             model, np.concatenate([train.images, val.images]), batch_size=config.batch_size, progress=verbose == 1
@@ -702,15 +705,18 @@ def _run_phase(model, phase, epochs, config, spec, folder, train, val, y_train, 
         _say(verbose, f"[{phase}] resuming after epoch {controller.initial_epoch} of {epochs}")
     if controller.initial_epoch < epochs and not controller.finished:
         trainable = sum(int(np.prod(weight.shape)) for weight in fit_model.trainable_weights)
-        _say(verbose, f"[{phase}] training {trainable:,} parameters for up to {epochs} epochs")
+        _say(verbose, f"[{phase}] training {trainable:,} parameters for up to {epochs} epochs", detail=True)
+        bars = []
+        if verbose == PHASE_BARS:
+            bars = [_phase_bar_class()(controller, epochs, f"[{phase}]")]
         fit_model.fit(
             x_train, y_train, validation_data=(x_val, y_val), batch_size=config.batch_size, epochs=epochs,
-            initial_epoch=controller.initial_epoch, class_weight=class_weight, shuffle=True, verbose=verbose,
-            callbacks=[controller, *(callbacks or [])],
+            initial_epoch=controller.initial_epoch, class_weight=class_weight, shuffle=True,
+            verbose=0 if verbose == PHASE_BARS else verbose, callbacks=[controller, *bars, *(callbacks or [])],
         )
     controller.restore_best()
     state = controller.state
-    return {
+    record = {
         "name": phase,
         "epochs_planned": int(epochs),
         "epochs_run": len(state["history"]),
@@ -726,6 +732,12 @@ def _run_phase(model, phase, epochs, config, spec, folder, train, val, y_train, 
         "seconds": earlier_seconds,  # train_model adds this attempt's wall time
         "history": state["history"],
     }
+    if verbose == PHASE_BARS:
+        summary = _phase_summary(phase, record, config.monitor, float(state["elapsed_s"]))
+        if extraction_seconds:
+            summary += f" (+{extraction_seconds:.0f} s computing the backbone features once)"
+        print(summary + f"; {record['trainable_params']:,} trainable parameters", flush=True)
+    return record
 
 
 def _compile(model, config: TrainConfig, learning_rate: float) -> None:
@@ -865,7 +877,9 @@ def _validation_metrics(model, val, batch_size: int) -> dict:
     """Accuracy, macro-F1, balanced accuracy and per-class recall on the validation split."""
     from sklearn.metrics import balanced_accuracy_score, f1_score, log_loss, recall_score
 
-    probabilities = model.predict(val.images, batch_size=max(batch_size, 256), verbose=0)
+    from fer_utils import models
+
+    probabilities = models.predict(model, val.images, batch_size=max(batch_size, 256))
     predictions = probabilities.argmax(axis=1)
     labels = np.arange(len(val.class_names))
     recalls = recall_score(val.labels, predictions, labels=labels, average=None, zero_division=0)
@@ -907,9 +921,64 @@ def _array_fingerprint(train, val) -> str:
     return "arrays-" + digest.hexdigest()[:16]
 
 
-def _say(verbose: int, message: str) -> None:
-    if verbose:
+PHASE_BARS = 3  # the verbosity code of progress="phase"
+
+
+def _verbosity(progress) -> int:
+    if progress == "phase":
+        return PHASE_BARS
+    if isinstance(progress, bool):
+        return 1 if progress else 0
+    if progress not in (0, 1, 2):
+        raise ValueError(f"progress must be 'phase', True, False, 0, 1 or 2; got {progress!r}.")
+    return int(progress)
+
+
+def _say(verbose: int, message: str, detail: bool = False) -> None:
+    """Print `message` unless silent; `detail` messages only in the per-epoch modes (1 and 2)."""
+    if verbose and not (detail and verbose == PHASE_BARS):
         print(message, flush=True)
+
+
+def _phase_bar_class():
+    import keras
+
+    from fer_utils import progress as progress_bars
+
+    class PhaseBar(keras.callbacks.Callback):
+        """One progress bar for a whole phase (one step per epoch), closed by a summary line."""
+
+        def __init__(self, controller, epochs, description):
+            super().__init__()
+            self.controller, self.epochs, self.description = controller, epochs, description
+            self.bar = None
+
+        def on_train_begin(self, logs=None):
+            self.bar = progress_bars.bar(total=self.epochs, initial=self.controller.initial_epoch,
+                                         desc=self.description, unit="epoch", leave=True)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            shown = {key: f"{logs[key]:.3f}" for key in ("loss", "val_accuracy") if key in logs}
+            self.bar.set_postfix(shown, refresh=False)
+            self.bar.update(1)
+
+        def on_train_end(self, logs=None):
+            if self.bar is not None:
+                self.bar.close()
+
+    return PhaseBar
+
+
+def _phase_summary(phase: str, record: dict, monitor: str, seconds: float) -> str:
+    """`[head] 60 epochs in 12 s; best val_accuracy 0.842 at epoch 57 (stopped early)`."""
+    best = record.get("best_" + monitor)
+    epochs = record["epochs_run"]
+    text = f"[{phase}] {epochs} epoch{'' if epochs == 1 else 's'} in {seconds:.0f} s"
+    if best is not None:
+        text += f"; best {monitor} {best:.3f} at epoch {record['best_epoch']}"
+    notes = [note for note, flag in (("stopped early", record["stopped_early"]), ("out of time", record["out_of_time"])) if flag]
+    return text + (f" ({', '.join(notes)})" if notes else "")
 
 
 def train_from_directory(data_path, run_dir, config: TrainConfig, progress=True, cache=True,

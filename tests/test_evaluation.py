@@ -246,9 +246,9 @@ def test_predict_proba_with_tta_averages_the_mirrored_images():
     np.testing.assert_allclose(plain, [[1, 0], [1, 0]])
     augmented = evaluation.predict_proba(model, images, tta=True)
     np.testing.assert_allclose(augmented, [[0.5, 0.5], [0.5, 0.5]])
-    # The last call saw exactly the left-right mirror of the images.
-    np.testing.assert_array_equal(model.calls[-1], images[:, :, ::-1].astype(np.float32))
-    np.testing.assert_array_equal(model.calls[-2], images.astype(np.float32))
+    # One call (one inference pass) saw the images followed by exactly their left-right mirrors.
+    np.testing.assert_array_equal(model.calls[-1][:2], images.astype(np.float32))
+    np.testing.assert_array_equal(model.calls[-1][2:], images[:, :, ::-1].astype(np.float32))
 
 
 def test_ensemble_of_two_fixed_models_equals_the_manual_average():

@@ -130,3 +130,11 @@ def test_supported_range_is_the_installed_package_metadata():
     assert environment.version_problems() == []  # this test environment is inside the range
     # Any OpenCV wheel provides cv2: the platforms install opencv-python beside or instead of -headless.
     assert environment.installed_version("opencv-python-headless") is not None
+
+
+def test_training_notebook_describes_the_config():
+    from fer_utils import training, training_notebook
+
+    text = training_notebook.describe_config(training.default_config("vgg16", epochs_head=3, epochs_finetune=2))
+    assert "phase head: up to 3 epochs" in text and "phase finetune: up to 2 epochs" in text
+    assert "fine-tuned layers start with: ('block5'" in text

@@ -1,0 +1,171 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Exploring FER2013
+#
+# **Goal:** know the faces, the classes and the pitfalls of FER2013 before training anything.
+#
+# <a href="https://colab.research.google.com/github/fer-notebooks/fer-notebooks/blob/main/notebooks/01_explore_data.ipynb" target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
+# <a href="https://kaggle.com/kernels/welcome?src=https://github.com/fer-notebooks/fer-notebooks/blob/main/notebooks/01_explore_data.ipynb" target="_parent"><img src="https://kaggle.com/static/images/open-in-kaggle.svg" alt="Open In Kaggle"/></a>
+
+# %% [markdown]
+# ## Introduction
+#
+# FER2013 holds 35,887 grayscale face crops of 48x48 pixels, each labelled with one of seven expressions:
+# angry, disgust, fear, happy, sad, surprise and neutral. It was collected by searching the web and
+# released for a Kaggle challenge in 2013; Kaggle's `msambare/fer2013` copy lays it out as
+# `train/<class>/*.jpg` (28,709 images) and `test/<class>/*.jpg` (7,178 images: the challenge's public
+# and private test sets). Human accuracy on it is estimated at about 65%.
+#
+# This notebook looks at the data the way a careful practitioner would before training: how many
+# images each class has, what the faces look like, how bright and contrasted they are, whether there
+# are duplicates or blank images, and which validation split the training notebooks will use.
+
+# %% [markdown]
+# ## Setup
+#
+# The parameters cell comes first (papermill can override it), then one setup cell.
+
+# %% tags=["parameters"]
+import os
+
+# Smoke mode (FER_SMOKE=1) is what CI and `make demo` use: demo data and tiny settings.
+SMOKE = os.environ.get("FER_SMOKE", "") == "1"
+DATA = "demo" if SMOKE else None  # None: find FER2013 (FER_DATA_DIR, Kaggle input, ./data/fer2013, kagglehub), else demo
+SEED = 42
+RUNS_ON_DRIVE = False  # Colab only: keep run folders on Google Drive (mounted when True); a Colab VM forgets them
+VAL_FRACTION = 0.1  # share of train held out for validation (the test split is never used to tune)
+
+# %%
+import sys
+
+# On Colab and Kaggle, install fer_utils from the repository. --no-deps keeps the platform's own
+# TensorFlow, Keras, NumPy and CUDA stack; the second line adds the face detector they lack.
+# notebook.setup then checks every library against fer_utils' supported range.
+if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
+    # %pip install --quiet --no-deps "git+https://github.com/fer-notebooks/fer-notebooks.git"
+    # %pip install --quiet "mtcnn>=1.0" "lz4>=4.3"
+
+from fer_utils import notebook
+from fer_utils import data, exploration, plots
+
+context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE)
+
+# %% [markdown]
+# ## Data
+#
+# `fer_utils.data.load_dataset` decodes every image in parallel into a uint8 array of shape
+# `(N, 48, 48, 1)` and caches the result under a fingerprint of the file list, so the next load takes
+# a fraction of a second and a changed folder is never served stale. Labels follow FER2013's official
+# order, whatever the folder order on disk.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+dataset = data.load_dataset(context.data_path)
+for split_name, split in dataset.items():
+    print(f"{split_name:>6}: images {split.images.shape} {split.images.dtype}, labels {split.labels.shape}")
+print("classes:", ", ".join(next(iter(dataset.values())).class_names))
+
+# %% [markdown]
+# ### Images per class
+#
+# The table is the one `python -m fer_utils info DATA` prints.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+summary = data.dataset_summary(dataset)
+summary
+
+# %%
+plots.plot_class_counts(summary)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+counts = summary.drop(index="total").iloc[:, 0]
+print(f"Largest class: {counts.idxmax()} ({counts.max()} images); smallest: {counts.idxmin()} ({counts.min()} images); "
+      f"ratio {counts.max() / counts.min():.1f} to 1.")
+
+# %% [markdown]
+# The classes are far from balanced: *happy* dominates and *disgust* is rare. A model that ignores
+# the imbalance learns to under-predict rare classes, so the training notebooks weight the loss by
+# inverse class frequency (`fer_utils.data.class_weights`), and the evaluation reports balanced
+# accuracy and macro-F1 next to plain accuracy.
+#
+# ### What the faces look like
+
+# %%
+plots.plot_sample_grid(dataset["train"], per_class=6, seed=SEED)
+
+# %% [markdown]
+# ### Pixel intensities
+#
+# Brightness and contrast vary a lot between images. The statistics per class show whether any class
+# is systematically darker or flatter, which a model could exploit as a shortcut.
+
+# %%
+statistics = exploration.pixel_statistics(dataset)
+statistics.round(1)
+
+# %%
+plots.plot_pixel_histograms(dataset["train"])
+
+# %% [markdown]
+# ### Duplicates and blank images
+#
+# FER2013 is known to contain byte-identical images, some of them in both the training and the test
+# split, and a handful of nearly blank frames. Identical images across splits inflate test scores, and
+# identical images with different labels cap the reachable accuracy.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+duplicates = exploration.find_duplicates(dataset)
+duplicate_counts = exploration.duplicate_summary(duplicates)
+blank = {split_name: len(exploration.near_blank(split)) for split_name, split in dataset.items()}
+print("duplicates:", duplicate_counts)
+print("near-blank images per split:", blank)
+
+# %% [markdown]
+# ## The validation split
+#
+# The training notebooks carve a stratified validation split out of `train` (seeded, deterministic):
+# early stopping and checkpoint selection look at it, never at `test`. The test split is touched once,
+# at the end, in the comparison notebook.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+train, validation = data.train_val_split(dataset["train"], val_fraction=VAL_FRACTION, seed=SEED)
+split_table = data.dataset_summary({"train": train, "validation": validation, **{k: v for k, v in dataset.items() if k != "train"}})
+split_table
+
+# %% [markdown]
+# ## Conclusion
+
+# %%
+from IPython.display import Markdown
+
+test_size = len(dataset["test"]) if "test" in dataset else 0
+Markdown(
+    f"This dataset ({context.data.source}) has **{len(dataset['train']):,}** training and **{test_size:,}** test images. "
+    f"The largest class, *{counts.idxmax()}*, has {counts.max() / counts.min():.1f} times as many images as the smallest, "
+    f"*{counts.idxmin()}*, so class weights and macro-averaged metrics matter. "
+    f"There are {duplicate_counts['groups']} groups of identical images "
+    f"({duplicate_counts['groups_across_splits']} shared between splits) and {sum(blank.values())} near-blank images. "
+    f"Training will use {len(train):,} images and validate on {len(validation):,}."
+)
+
+# %% [markdown]
+# Next: [02_preview_augmentation](02_preview_augmentation.ipynb) shows what the model sees during
+# training.
