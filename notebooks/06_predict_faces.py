@@ -119,7 +119,10 @@ Markdown(f"The model sees {len(predictions)} face(s): {described}.{caveat}")
 import tempfile
 from pathlib import Path
 
-source = VIDEO if VIDEO is not None else faces.write_test_video(Path(tempfile.mkdtemp()) / "moving_face.mp4", frames=MAX_FRAMES)
+if VIDEO is not None:
+    source = VIDEO
+else:
+    source = faces.write_test_video(Path(tempfile.mkdtemp()) / "moving_face.mp4", frames=MAX_FRAMES)
 snapshots = []
 keep_every = max(1, MAX_FRAMES // 4)
 
