@@ -13,12 +13,16 @@ For each stack named after a file in `constraints/`:
    (so fer_utils itself goes in with --no-deps and meets the pinned libraries, not its own);
 4. run the unit tests and nbval over every notebook (smoke settings, a fresh runs folder).
 
-It prints one line per step and stops at the first stack that fails.
+Stacks run side by side (`--jobs`), each with its own runs and cache folders; every step prints
+one line, and each stack's full output goes to `.stacks/<stack>.log`, whose last lines are shown
+when that stack fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import dataclasses
 import json
 import os
 import re
@@ -59,22 +63,50 @@ def test_requirements() -> list[str]:
     return [*project["optional-dependencies"]["test"], "ipykernel>=6.0"]
 
 
-def _run(step: str, command: list[str], **kwargs) -> None:
-    start = time.perf_counter()
-    result = subprocess.run(command, **kwargs)
-    if result.returncode != 0:
-        raise SystemExit(f"  {step}: failed (exit {result.returncode}): {shlex.join(command)}")
-    print(f"  {step}: {time.perf_counter() - start:.0f} s", flush=True)
+class StackFailed(Exception):
+    """One step of a stack failed; the message says which, and where its log is."""
+
+
+@dataclasses.dataclass
+class Stack:
+    """One platform stack under test: its pins, its virtual environment and its log file."""
+
+    name: str
+    constraints: Path
+    venv: Path
+    log: Path
+
+    @classmethod
+    def named(cls, name: str) -> "Stack":
+        constraints = CONSTRAINTS / f"{name}.txt"
+        if not constraints.is_file():
+            known = ", ".join(sorted(path.stem for path in CONSTRAINTS.glob("*.txt")))
+            raise SystemExit(f"No stack '{name}': there is no {constraints.relative_to(ROOT)}. Known stacks: {known}.")
+        return cls(name, constraints, STACKS / name, STACKS / f"{name}.log")
+
+    def say(self, line: str) -> None:
+        print(f"[{self.name}] {line}", flush=True)
+
+    def run(self, step: str, command: list[str], **kwargs) -> None:
+        """Run `command`, its output appended to the stack's log; one console line when it ends."""
+        start = time.perf_counter()
+        with self.log.open("a") as log:
+            log.write(f"\n$ {shlex.join(command)}\n")
+            log.flush()
+            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, **kwargs)
+        if result.returncode != 0:
+            raise StackFailed(f"{step}: failed (exit {result.returncode}); see {self.log.relative_to(ROOT)}")
+        self.say(f"{step}: {time.perf_counter() - start:.0f} s")
 
 
 def _quiet_pip(python: Path) -> list[str]:
     return [str(python), "-m", "pip", "--disable-pip-version-check", "--no-input"]
 
 
-def _check_pins(python: Path, constraints: Path) -> None:
+def _check_pins(stack: Stack, python: Path) -> None:
     """Fail when an install step replaced one of the platform's pinned versions."""
     pins = dict(
-        line.split("#")[0].strip().split("==") for line in constraints.read_text().splitlines()
+        line.split("#")[0].strip().split("==") for line in stack.constraints.read_text().splitlines()
         if "==" in line.split("#")[0]
     )
     script = (
@@ -85,50 +117,63 @@ def _check_pins(python: Path, constraints: Path) -> None:
                                       text=True, check=True).stdout)
     changed = {name: (pins[name], found[name]) for name in pins if found[name] != pins[name]}
     if changed:
-        raise SystemExit(f"  pinned versions changed by an install step (pinned, installed): {changed}")
-    print(f"  {len(pins)} pinned versions in place: " + ", ".join(f"{n} {v}" for n, v in list(found.items())[:5]) + ", ...",
-          flush=True)
+        raise StackFailed(f"pinned versions changed by an install step (pinned, installed): {changed}")
+    stack.say(f"{len(pins)} pinned versions in place: " + ", ".join(f"{n} {v}" for n, v in list(found.items())[:5]) + ", ...")
 
 
-def run_stack(name: str, keep: bool) -> None:
-    constraints = CONSTRAINTS / f"{name}.txt"
-    if not constraints.is_file():
-        known = ", ".join(sorted(path.stem for path in CONSTRAINTS.glob("*.txt")))
-        raise SystemExit(f"No stack '{name}': there is no {constraints.relative_to(ROOT)}. Known stacks: {known}.")
-    print(f"{name} ({constraints.relative_to(ROOT)}, Python {sys.version.split()[0]}):", flush=True)
-    venv = STACKS / name
-    shutil.rmtree(venv, ignore_errors=True)
-    _run("fresh virtual environment", [sys.executable, "-m", "venv", str(venv)])
-    python = venv / "bin" / "python"
+def run_stack(stack: Stack, keep: bool) -> str:
+    """Install the stack as the platform has it and run the tests; returns pytest's closing line."""
+    stack.say(f"{stack.constraints.relative_to(ROOT)}, Python {sys.version.split()[0]}, log {stack.log.relative_to(ROOT)}")
+    shutil.rmtree(stack.venv, ignore_errors=True)
+    stack.log.write_text("")
+    stack.run("fresh virtual environment", [sys.executable, "-m", "venv", str(stack.venv)])
+    python = stack.venv / "bin" / "python"
     pip = _quiet_pip(python)
-    _run("platform libraries", pip + ["install", "--quiet", "-r", str(constraints)])
-    _run("test tools", pip + ["install", "--quiet", "-c", str(constraints), *test_requirements()])
+    stack.run("platform libraries", pip + ["install", "--quiet", "-r", str(stack.constraints)])
+    stack.run("test tools", pip + ["install", "--quiet", "-c", str(stack.constraints), *test_requirements()])
     for arguments in setup_cell_installs():
-        _run("setup cell: %pip install " + " ".join(Path(a).name if a == str(ROOT) else a for a in arguments),
-             pip + ["install", "--quiet", "-c", str(constraints), *arguments])
-    _check_pins(python, constraints)
-    runs = tempfile.mkdtemp(prefix=f"fer-{name}-runs-")
-    environment = {**os.environ, "FER_SMOKE": "1", "FER_RUNS_DIR": runs, "PYTHONNOUSERSITE": "1"}
+        stack.run("setup cell: %pip install " + " ".join(Path(a).name if a == str(ROOT) else a for a in arguments),
+                  pip + ["install", "--quiet", "-c", str(stack.constraints), *arguments])
+    _check_pins(stack, python)
+    scratch = Path(tempfile.mkdtemp(prefix=f"fer-{stack.name}-"))
+    # Each stack gets its own runs and cache folders, so stacks can run side by side.
+    environment = {**os.environ, "FER_SMOKE": "1", "FER_RUNS_DIR": str(scratch / "runs"),
+                   "FER_CACHE_DIR": str(scratch / "cache"), "PYTHONNOUSERSITE": "1"}
     environment.pop("PYTHONPATH", None)
     try:
         # The venv's `pytest` script, not `python -m pytest`, so that fer_utils is imported from the
         # installed wheel (as on the platforms) rather than from the checkout in the current folder.
-        _run("unit tests and nbval", [str(venv / "bin" / "pytest"), "-q", "-p", "no:cacheprovider", "tests",
-                                       "notebooks", *NBVAL], cwd=ROOT, env=environment)
+        stack.run("unit tests and nbval", [str(stack.venv / "bin" / "pytest"), "-q", "-p", "no:cacheprovider",
+                                           "tests", "notebooks", *NBVAL], cwd=ROOT, env=environment)
     finally:
-        shutil.rmtree(runs, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
         if not keep:
-            shutil.rmtree(venv, ignore_errors=True)
+            shutil.rmtree(stack.venv, ignore_errors=True)
+    lines = [line for line in stack.log.read_text().splitlines() if re.search(r"\d+ passed", line)]
+    return lines[-1] if lines else "(no pytest summary line)"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stacks", nargs="+", help="Stack names: files constraints/<name>.txt.")
     parser.add_argument("--keep", action="store_true", help="Keep .stacks/<name> after the run.")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="Stacks run side by side (default 2): much of a test run is single-threaded.")
     args = parser.parse_args(argv)
-    for name in args.stacks:
-        run_stack(name, args.keep)
-    return 0
+    stacks = [Stack.named(name) for name in args.stacks]
+    STACKS.mkdir(exist_ok=True)
+    failed = False
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {pool.submit(run_stack, stack, args.keep): stack for stack in stacks}
+        for future in concurrent.futures.as_completed(futures):
+            stack = futures[future]
+            try:
+                stack.say(future.result())
+            except StackFailed as error:
+                failed = True
+                stack.say(str(error))
+                print("".join(stack.log.read_text().splitlines(keepends=True)[-60:]), flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
