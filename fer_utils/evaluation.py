@@ -554,31 +554,6 @@ def _split_arrays(split) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     return np.asarray(images), _as_labels(labels, name="split.labels"), tuple(str(name) for name in class_names)
 
 
-def _resolve_model(model_or_run, class_names=None, name=None) -> tuple[Any, tuple[str, ...], str, dict]:
-    """Return (model, class names in output order, display name, config) for a model, Run or path."""
-    from fer_utils import CLASS_NAMES
-    from fer_utils.runs import Run, load_run
-
-    if isinstance(model_or_run, (str, Path)):
-        model_or_run = load_run(model_or_run)
-    if isinstance(model_or_run, Run):
-        run = model_or_run
-        return run.model, tuple(class_names or run.class_names), str(name or run.name), dict(run.config)
-    model = model_or_run
-    if not hasattr(model, "predict"):
-        raise ValueError(
-            f"Expected a Keras model, a run folder or a .keras path; got {type(model).__name__}."
-        )
-    if class_names is None:
-        outputs = int(model.output_shape[-1])
-        if outputs != len(CLASS_NAMES):
-            raise ValueError(
-                f"The model has {outputs} outputs; pass class_names (in output order) to evaluate it."
-            )
-        class_names = CLASS_NAMES
-    return model, tuple(class_names), str(name or getattr(model, "name", "model")), {}
-
-
 def training_time_seconds(config: Mapping) -> float | None:
     """Total training wall time from a run's config: `wall_time_s` as a number or a per-phase dict."""
     wall_time = config.get("wall_time_s")
@@ -619,7 +594,10 @@ def evaluate_model(
     with TTA each image is classified twice, which roughly halves it).
     """
     images, labels, data_class_names = _split_arrays(split)
-    model, model_class_names, display_name, config = _resolve_model(model_or_run, class_names, name)
+    from fer_utils.runs import load_model
+
+    loaded = load_model(model_or_run, class_names, name)
+    model, model_class_names, display_name, config = loaded.model, loaded.class_names, loaded.name, loaded.config
     if len(labels) == 0:
         raise ValueError(f"The split {getattr(split, 'source', '')!s} holds no images; nothing to evaluate.")
     # Check the class names before spending time on predictions.

@@ -43,6 +43,7 @@ from typing import Any, Callable
 import numpy as np
 
 from fer_utils import CLASS_NAMES
+from fer_utils.runs import load_model
 
 FACE_SIZE = 48
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
@@ -412,27 +413,6 @@ def crop_faces(image: np.ndarray, boxes, margin: float = 0.1) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Prediction
 # ---------------------------------------------------------------------------------------------
-def _resolve_model(model, class_names):
-    """Return (Keras model, class names) for a model, a `fer_utils.runs.Run` or a run path."""
-    from fer_utils.runs import Run, load_run
-
-    if isinstance(model, (str, os.PathLike)):
-        model = load_run(model)
-    if isinstance(model, Run):
-        class_names = class_names or model.class_names
-        model = model.model
-    if not hasattr(model, "predict"):
-        raise ValueError(f"Expected a Keras model, a Run or a run folder; got {type(model).__name__}.")
-    class_names = tuple(class_names or CLASS_NAMES)
-    outputs = int(model.output_shape[-1])
-    if outputs != len(class_names):
-        raise ValueError(
-            f"The model has {outputs} outputs but {len(class_names)} class names were given "
-            f"({list(class_names)}); pass the class names in the model's output order."
-        )
-    return model, class_names
-
-
 def _predict_batch(model, crops: np.ndarray) -> np.ndarray:
     """Class probabilities for a small batch of crops in one call.
 
@@ -471,7 +451,8 @@ def predict_faces(
         One `FacePrediction` per face, left to right, each naming the detector that found it. The model is called once, on all faces
         together, and not at all when there is no face.
     """
-    model, class_names = _resolve_model(model, class_names)
+    loaded = load_model(model, class_names)
+    model, class_names = loaded.model, loaded.class_names
     detector_name = None
     if boxes is None:
         detector_name = resolve_detector(detector)
@@ -706,7 +687,8 @@ def run_video(
         raise ValueError(f"max_frames must be 0 or more (or None for no limit), got {max_frames}.")
     if out_path is not None:
         _fourcc(Path(out_path))  # Fail on a bad suffix before opening anything.
-    model, class_names = _resolve_model(model, class_names)
+    loaded = load_model(model, class_names)
+    model, class_names = loaded.model, loaded.class_names
     detector = resolve_detector(detector)
     capture, _ = _open_capture(source)
     display_frame = _jupyter_display() if show else None
