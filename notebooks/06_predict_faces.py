@@ -103,7 +103,7 @@ from IPython.display import Markdown
 
 described = "; ".join(f"face {i + 1}: **{p.label}** ({p.confidence:.0%})" for i, p in enumerate(predictions)) or "no face"
 caveat = (" The model was trained on the *demo* drawings, so its guess on a real face is close to arbitrary."
-          if run.config.get("dataset", {}).get("source") == "demo" or context.is_demo else "")
+          if (run.config.get("data") or {}).get("source") == "demo" or context.is_demo else "")
 Markdown(f"The model sees {len(predictions)} face(s): {described}.{caveat}")
 
 # %% [markdown]
