@@ -45,7 +45,7 @@ def browser_state(tmp_path_factory):
     with webcam_browser.voila_server(notebook) as url:
         with webcam_browser.fake_camera_page(y4m, webcam_browser.chromium_path()) as page:
             try:
-                state = webcam_browser.run_widget(page, url, RESULTS, timeout_s=75)
+                state = webcam_browser.run_widget(page, url, RESULTS, timeout_s=150)
             except Exception as error:
                 raise AssertionError(
                     f"The widget did not answer {RESULTS} frames: {error}\n"
