@@ -146,8 +146,10 @@ plots.plot_image_rows({"annotated frames": snapshots}, title="Frames from the vi
 #
 # `webcam.live_view` shows your camera with each face boxed and labelled live, and the frames per
 # second measured end to end. The *browser* captures the picture, so it works wherever the notebook
-# page runs, also when the kernel runs far away: **Colab, JupyterLab and VS Code** work (allow camera
-# access when the browser asks; the button stops the camera). It sends small JPEG frames to the kernel,
+# page runs, also when the kernel runs far away: **Colab and JupyterLab** (or Jupyter Notebook) in a
+# browser work; allow camera access when the browser asks, and the button stops the camera. **VS Code**'s
+# notebook view gives its outputs no camera access (microsoft/vscode#119127): open the notebook in
+# JupyterLab for this section. The widget sends small JPEG frames to the kernel,
 # which finds and classifies the faces and sends back the boxes, one frame at a time so a slow kernel
 # is never flooded. `live.frames`, `live.faces_found` and `live.last_labels` count in the kernel.
 # **Kaggle** gives notebooks no camera, and headless runs (CI, `make demo`) have none: there the cell

@@ -164,7 +164,11 @@ function render({ model, el }) {
     try {
       stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
     } catch (error) {
-      setState("error", `No camera: ${error.name}: ${error.message}`);
+      // VS Code's notebook view denies every page camera access (microsoft/vscode#119127).
+      const hint = error.name === "NotAllowedError"
+        ? " Allow camera access for this page, or open the notebook in JupyterLab or Colab (VS Code's notebook view gives no camera)."
+        : "";
+      setState("error", `No camera: ${error.name}: ${error.message}.${hint}`);
       return;
     }
     video.srcObject = stream;
