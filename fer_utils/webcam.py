@@ -51,7 +51,8 @@ def process_frame(
 
     Args:
         jpeg_bytes: the encoded image, as sent by the front end.
-        model: a Keras model, a `fer_utils.runs.Run`, or a run folder / .keras path.
+        model: a Keras model or a `fer_utils.runs.Run` (a run folder / .keras path works too, but
+            is loaded on every call: load it once with `runs.load_model` in a loop).
         class_names: the model's class order (defaults as in `faces.predict_faces`).
         detector, min_size: see `faces.detect_faces`.
 
@@ -173,8 +174,9 @@ def _widget_class():
                 self.faces_found += len(result["faces"])
                 self.frames_with_faces += bool(result["faces"])
                 self.last_labels = [face["label"] for face in result["faces"]]
-                # A running mean over the last few frames, in milliseconds.
-                self.kernel_ms = 0.8 * self.kernel_ms + 0.2 * 1000 * result["seconds"] if self.frames > 1 else 1000 * result["seconds"]
+                # An exponential moving average, in milliseconds, that follows the last few frames.
+                milliseconds = 1000 * result["seconds"]
+                self.kernel_ms = milliseconds if self.frames == 1 else 0.8 * self.kernel_ms + 0.2 * milliseconds
             self.send(reply)
 
     return WebcamView
