@@ -142,6 +142,26 @@ print(f"Frames with a face: {stats['frames_with_faces']} of {stats['frames']}; "
 plots.plot_image_rows({"annotated frames": snapshots}, title="Frames from the video loop")
 
 # %% [markdown]
+# ## Live from your webcam
+#
+# `webcam.live_view` shows your camera with each face boxed and labelled live, and the frames per
+# second measured end to end. The *browser* captures the picture, so it works wherever the notebook
+# page runs, also when the kernel runs far away: **Colab and JupyterLab** (or Jupyter Notebook) in a
+# browser work; allow camera access when the browser asks, and the button stops the camera. **VS Code**'s
+# notebook view gives its outputs no camera access (microsoft/vscode#119127): open the notebook in
+# JupyterLab for this section. The widget sends small JPEG frames to the kernel,
+# which finds and classifies the faces and sends back the boxes, one frame at a time so a slow kernel
+# is never flooded. `live.frames`, `live.faces_found` and `live.last_labels` count in the kernel.
+# **Kaggle** gives notebooks no camera, and headless runs (CI, `make demo`) have none: there the cell
+# prints one line saying so, and the video file and the photo above are the way to go.
+
+# %%
+from fer_utils import webcam
+
+live = webcam.live_view(run)
+live
+
+# %% [markdown]
 # ## Conclusion
 
 # %%
