@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Recognising expressions in photos and video
 #
-# **Goal:** use a saved model on real photos and on a video stream: find the faces, classify each one, draw the result.
+# **Goal:** use a trained model on real photos, a video stream and your webcam: find the faces, classify each one, draw the result.
 #
 # <a href="https://colab.research.google.com/github/fer-notebooks/fer-notebooks/blob/main/notebooks/06_predict_faces.ipynb" target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 # <a href="https://kaggle.com/kernels/welcome?src=https://github.com/fer-notebooks/fer-notebooks/blob/main/notebooks/06_predict_faces.ipynb" target="_parent"><img src="https://kaggle.com/static/images/open-in-kaggle.svg" alt="Open In Kaggle"/></a>
@@ -24,7 +24,8 @@
 # %% [markdown]
 # ## Introduction
 #
-# The models of notebooks 03 and 04 were trained on 48x48 face crops. To use one on an ordinary photo
+# The models of notebooks 03 and 04, and the compact model that ships with `fer_utils`, were trained on
+# 48x48 face crops. To use one on an ordinary photo
 # we first have to find the faces: the MTCNN detector of the `mtcnn` package, whose weights ship inside
 # the package (nothing is downloaded), returns a box per face; where `mtcnn` is missing, OpenCV 4's Haar
 # cascade takes over, and `faces.resolve_detector()` says which one runs. Each box is cut out,
@@ -45,7 +46,7 @@ SMOKE = os.environ.get("FER_SMOKE", "") == "1"
 DATA = "demo" if SMOKE else None  # None: find FER2013 (FER_DATA_DIR, Kaggle input, ./data/fer2013, kagglehub), else demo
 SEED = 42
 RUNS_ON_DRIVE = False  # Colab only: keep run folders on Google Drive (mounted when True); a Colab VM forgets them
-RUN = None  # a run folder or .keras file; None picks the run with the best *validation* accuracy
+MODEL = None  # a run folder, a .keras file or "builtin"; None: your best run trained on FER2013, else the shipped model
 PHOTO = None  # a photo path; None uses matplotlib's public-domain sample photo of Grace Hopper
 VIDEO = None  # a video file, or a webcam index such as 0 (local Jupyter); None writes a short test video
 MAX_FRAMES = 30 if SMOKE else 300
@@ -62,19 +63,23 @@ if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     # %pip install --quiet "mtcnn>=1.0" "lz4>=4.3"
 
 from fer_utils import notebook
-from fer_utils import faces, plots, runs
+from fer_utils import faces, loading, plots
 
 context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE)
 
 # %% [markdown]
 # ## Load a trained model
 #
-# The run is chosen by its validation accuracy (the split carved from train), never by test results.
+# Your own run, when you have trained one on FER2013 (notebooks 03 and 04), chosen by its validation
+# accuracy (the split carved from train), never by test results. Without one (runs trained on the demo
+# drawings do not count) the model that ships with `fer_utils` is used: a compact CNN trained on
+# FER2013's training images, described in its model card (`fer_utils/pretrained_model/MODEL_CARD.md`).
 
 # %%
-run = runs.load_run(RUN or runs.best_run(context.runs_dir))
+run = loading.load_model(MODEL or loading.default_model(context.runs_dir))
 accuracy = run.val_metrics.get("accuracy", float("nan"))
-print(f"Run: {run.path.name} (backbone {run.config.get('backbone')}), validation accuracy {accuracy:.3f}")
+print(f"Model: {loading.describe(run)}")
+print(f"backbone {run.config.get('backbone')}, validation accuracy {accuracy:.3f}")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -103,7 +108,7 @@ from IPython.display import Markdown
 
 described = "; ".join(f"face {i + 1}: **{p.label}** ({p.confidence:.0%})" for i, p in enumerate(predictions)) or "no face"
 caveat = (" The model was trained on the *demo* drawings, so its guess on a real face is close to arbitrary."
-          if (run.config.get("data") or {}).get("source") == "demo" or context.is_demo else "")
+          if (run.config.get("data") or {}).get("source") == "demo" else "")
 Markdown(f"The model sees {len(predictions)} face(s): {described}.{caveat}")
 
 # %% [markdown]
