@@ -258,21 +258,21 @@ def _add_predict_parser(subparsers):
 def _run_predict(args):
     from pathlib import Path
 
-    from fer_utils import faces
+    from fer_utils import faces, video
     from fer_utils.runs import load_run
 
     # Check the input before loading the model, so that a wrong path fails at once.
     is_webcam = args.input.isdigit()
     if not is_webcam and not Path(args.input).is_file():
         raise FileNotFoundError(f"No photo or video file at '{args.input}'. Check the path.")
-    if is_webcam or faces.is_video_path(args.input):
+    if is_webcam or video.is_video_path(args.input):
         if not is_webcam:
             _refuse_overwriting_input(args.out, args.input)
         run = load_run(args.model)
-        stats = faces.run_video(
-            run.model, args.input, run.class_names, max_frames=args.max_frames, every_n=args.every_n,
-            out_path=args.out, min_size=args.min_size,
+        options = video.VideoOptions(
+            class_names=run.class_names, max_frames=args.max_frames, every_n=args.every_n, min_size=args.min_size
         )
+        stats = video.run_video(run.model, args.input, out_path=args.out, options=options)
         print(f"Video: {args.input}")
         print(f"frames: {stats['frames']}  faces: {stats['faces']}  fps: {stats['fps']:.1f}  detector: {stats['detector']}")
         if stats["out_path"]:
