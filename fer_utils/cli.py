@@ -53,9 +53,9 @@ def _add_demo_data_parser(subparsers):
 
 
 def _run_demo_data(args):
-    from fer_utils import data
+    from fer_utils import data, demo
 
-    out = data.make_demo_dataset(args.out, per_class=args.per_class, seed=args.seed, overwrite=args.overwrite)
+    out = demo.make_demo_dataset(args.out, per_class=args.per_class, seed=args.seed, overwrite=args.overwrite)
     dataset = data.load_dataset(out, cache=False, progress=False)
     print(f"Wrote the demo dataset to {out}")
     print(data.dataset_summary(dataset).to_string())

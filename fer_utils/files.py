@@ -1,4 +1,4 @@
-"""Atomic file writes, shared by run folders, the data cache, figures and reports.
+"""Atomic file writes and the cache folder, shared by run folders, the data cache, figures and reports.
 
 Every artifact is written to a unique temporary name in its destination folder, flushed to disk,
 then renamed over the destination, so a reader (or a process killed half-way) sees either the old
@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 TEMPORARY_SUFFIX = ".tmp"
+# Overrides where decoded arrays and the demo dataset are cached (see `default_cache_dir`).
+CACHE_VARIABLE = "FER_CACHE_DIR"
 
 
 def _umask() -> int:
@@ -109,3 +111,14 @@ def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = 36
                 os.unlink(entry.path)
                 removed += 1
     return removed
+
+
+def default_cache_dir() -> Path:
+    """The cache folder of decoded arrays and the demo dataset.
+
+    `$FER_CACHE_DIR`, else `$XDG_CACHE_HOME/fer_utils`, else `~/.cache/fer_utils`.
+    """
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fer_utils"

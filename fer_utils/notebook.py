@@ -74,9 +74,10 @@ def mount_google_drive() -> None:
 def locate_data(data=None):
     """Resolve a notebook's `DATA` parameter: None discovers, "demo" forces the demo dataset, else a path."""
     from fer_utils import data as data_module
+    from fer_utils.demo import demo_dataset_path
 
     if isinstance(data, str) and data.strip().lower() == "demo":
-        return data_module.DatasetLocation(data_module.demo_dataset_path(), "demo")
+        return data_module.DatasetLocation(demo_dataset_path(), "demo")
     with warnings.catch_warnings():
         # The notebook shows its own notice for demo data; the console warning would repeat it in red.
         warnings.simplefilter("ignore", UserWarning)
