@@ -185,7 +185,8 @@ def _add_evaluate_parser(subparsers):
 
 def _run_evaluate(args):
     from fer_utils import data, evaluation
-    from fer_utils.runs import atomic_write_json, load_run
+    from fer_utils.files import atomic_write_json
+    from fer_utils.runs import load_run
 
     # The model first: a wrong path fails at once, before any image is decoded.
     run = load_run(args.model)

@@ -462,7 +462,7 @@ def _phase_controller_class():
             self.model.save_weights(self.folder / weights_file)
             self.state["epochs_done"] = epoch + 1
             self.state["weights_file"] = weights_file
-            runs.atomic_write_json(self.folder / STATE_FILE, self.state)
+            files.atomic_write_json(self.folder / STATE_FILE, self.state)
             _remove_unreferenced(self.folder, keep={weights_file, self.state["best_file"], STATE_FILE})
 
         def restore_best(self) -> None:
@@ -479,7 +479,7 @@ def _save_arrays(path: Path, arrays) -> None:
 
     buffer = io.BytesIO()
     np.savez(buffer, *[np.asarray(array) for array in arrays])
-    runs.atomic_write_bytes(path, buffer.getvalue())
+    files.atomic_write_bytes(path, buffer.getvalue())
 
 
 def _load_arrays(path: Path) -> list[np.ndarray]:
@@ -581,7 +581,7 @@ def _train_locked(train, val, config, run_dir, run_state, verbose, fingerprint, 
         keras.mixed_precision.set_global_policy(previous_policy)
 
     # Written only now that the model is built: a failed build leaves nothing that blocks a retry.
-    runs.atomic_write_json(backup / STATE_FILE, run_state)
+    files.atomic_write_json(backup / STATE_FILE, run_state)
     y_train = keras.utils.to_categorical(train.labels, len(class_names)).astype("float32")
     y_val = keras.utils.to_categorical(val.labels, len(class_names)).astype("float32")
     class_weight = _class_weight(train.labels, len(class_names)) if config.class_weights else None
@@ -610,7 +610,7 @@ def _train_locked(train, val, config, run_dir, run_state, verbose, fingerprint, 
         record["seconds"] = round(record["seconds"] + time.perf_counter() - started, 3)
         _save_arrays(folder / "final.npz", model.get_weights())
         run_state["completed"][phase] = record
-        runs.atomic_write_json(backup / STATE_FILE, run_state)
+        files.atomic_write_json(backup / STATE_FILE, run_state)
         wall_time[phase] = record["seconds"]
         phase_records.append(record)
 
@@ -654,7 +654,7 @@ def _train_locked(train, val, config, run_dir, run_state, verbose, fingerprint, 
     run_config.update(extra_config or {})
     runs.save_run(run_dir, final_model, run_config, history=history, val_metrics=val_metrics)
     run_state["complete"] = True
-    runs.atomic_write_json(backup / STATE_FILE, run_state)
+    files.atomic_write_json(backup / STATE_FILE, run_state)
     for phase, _ in phases:
         _remove_checkpoints(backup / phase)
     _say(verbose, f"Run folder: {run_dir}  (val accuracy {val_metrics['accuracy']:.4f})", detail=True)
@@ -792,7 +792,7 @@ def _open_run_state(run_dir: Path, config: TrainConfig, data_fingerprint: str, o
         _remove_checkpoints(run_dir / BACKUP_DIR)
     # Any temporary here is an orphan of a killed write: this process holds the folder's lock.
     for folder in (run_dir, run_dir / BACKUP_DIR, *(run_dir / BACKUP_DIR / phase for phase in PHASES)):
-        runs.remove_stale_temporaries(folder, older_than_s=0)
+        files.remove_stale_temporaries(folder, older_than_s=0)
     current = config.to_dict()
     if path.is_file():
         state = _read_state(path)
