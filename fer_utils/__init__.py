@@ -2,14 +2,17 @@
 
 The package is split by concern:
 
-- `fer_utils.data`: load FER2013 (folders or csv), cache, split, discover, demo data.
+- `fer_utils.data`: load FER2013 (folders or csv), cache, split, discover.
+- `fer_utils.demo`: the drawn demo dataset (`make_demo_dataset`, `demo_dataset_path`).
 - `fer_utils.augmentation`: the training-time augmentation pipeline.
 - `fer_utils.models`: backbone registry and the model builder (raw pixels in, softmax out).
 - `fer_utils.training`: training phases, callbacks and run folders.
 - `fer_utils.runs`: reading and writing run folders.
 - `fer_utils.evaluation`: metrics, confidence intervals, McNemar, ensembles, TTA, comparison.
 - `fer_utils.plots`: matplotlib figures.
-- `fer_utils.faces`: face detection and prediction on photos and video.
+- `fer_utils.faces`: face detection, prediction and drawing on photos.
+- `fer_utils.video`: the same on a webcam stream or a video file (`run_video`, `VideoOptions`).
+- `fer_utils.files`: atomic file writes, JSON numbers and the cache folder.
 - `fer_utils.cli`: the `python -m fer_utils` command line.
 
 Importing the package is cheap: nothing heavy (TensorFlow, Keras) is imported here.

@@ -53,9 +53,9 @@ def _add_demo_data_parser(subparsers):
 
 
 def _run_demo_data(args):
-    from fer_utils import data
+    from fer_utils import data, demo
 
-    out = data.make_demo_dataset(args.out, per_class=args.per_class, seed=args.seed, overwrite=args.overwrite)
+    out = demo.make_demo_dataset(args.out, per_class=args.per_class, seed=args.seed, overwrite=args.overwrite)
     dataset = data.load_dataset(out, cache=False, progress=False)
     print(f"Wrote the demo dataset to {out}")
     print(data.dataset_summary(dataset).to_string())
@@ -144,7 +144,8 @@ def _add_evaluate_parser(subparsers):
 
 def _run_evaluate(args):
     from fer_utils import data, evaluation
-    from fer_utils.runs import atomic_write_json, load_run
+    from fer_utils.files import atomic_write_json
+    from fer_utils.runs import load_run
 
     # The model first: a wrong path fails at once, before any image is decoded.
     run = load_run(args.model)
@@ -217,21 +218,21 @@ def _add_predict_parser(subparsers):
 def _run_predict(args):
     from pathlib import Path
 
-    from fer_utils import faces
+    from fer_utils import faces, video
     from fer_utils.runs import load_run
 
     # Check the input before loading the model, so that a wrong path fails at once.
     is_webcam = args.input.isdigit()
     if not is_webcam and not Path(args.input).is_file():
         raise FileNotFoundError(f"No photo or video file at '{args.input}'. Check the path.")
-    if is_webcam or faces.is_video_path(args.input):
+    if is_webcam or video.is_video_path(args.input):
         if not is_webcam:
             _refuse_overwriting_input(args.out, args.input)
         run = load_run(args.model)
-        stats = faces.run_video(
-            run.model, args.input, run.class_names, max_frames=args.max_frames, every_n=args.every_n,
-            out_path=args.out, min_size=args.min_size,
+        options = video.VideoOptions(
+            class_names=run.class_names, max_frames=args.max_frames, every_n=args.every_n, min_size=args.min_size
         )
+        stats = video.run_video(run.model, args.input, out_path=args.out, options=options)
         print(f"Video: {args.input}")
         print(f"frames: {stats['frames']}  faces: {stats['faces']}  fps: {stats['fps']:.1f}  detector: {stats['detector']}")
         if stats["out_path"]:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_utils import CLASS_NAMES, files
+from fer_utils.demo import demo_dataset_path
 
 IMAGE_SIZE = 48
 SPLIT_NAMES = ("train", "val", "test")
@@ -97,19 +98,11 @@ class DatasetLocation:
 # ---------------------------------------------------------------------------------------------
 # Caching
 # ---------------------------------------------------------------------------------------------
-def default_cache_dir() -> Path:
-    """The decoded-array cache: `$FER_CACHE_DIR`, else `$XDG_CACHE_HOME/fer_utils`, else `~/.cache/fer_utils`."""
-    if os.environ.get("FER_CACHE_DIR"):
-        return Path(os.environ["FER_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "fer_utils"
-
-
 def _resolve_cache_dir(cache) -> Path | None:
     """Turn the `cache` argument (True, False/None, or a folder) into a folder or None."""
     if cache is False or cache is None:
         return None
-    return default_cache_dir() if cache is True else Path(cache)
+    return files.default_cache_dir() if cache is True else Path(cache)
 
 
 def _cache_read(cache_dir: Path | None, key: str, keys=("images", "labels"), labels=None) -> dict | None:
@@ -720,6 +713,3 @@ def find_dataset(path=None, download: bool = True, kaggle_input: Path | None = N
     )
     return DatasetLocation(demo, "demo")
 
-
-# The demo dataset generator lives in its own module; these names are part of the data API.
-from fer_utils.demo import demo_dataset_path, make_demo_dataset  # noqa: E402,F401

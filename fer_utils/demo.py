@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_utils import CLASS_NAMES
+from fer_utils.files import default_cache_dir
 
 # FER2013 training-set counts per class, in CLASS_NAMES order, used for the class proportions.
 FER2013_TRAIN_COUNTS = {
@@ -216,8 +217,6 @@ def _file_name(split: str, index: int) -> str:
 
 def demo_dataset_path(seed: int = 0, per_class: int | None = None, cache_dir=None) -> Path:
     """Return the demo dataset's folder in the cache, generating it on first use."""
-    from fer_utils.data import default_cache_dir
-
     per_class = DEFAULT_PER_CLASS if per_class is None else int(per_class)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     try:

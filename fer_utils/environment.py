@@ -11,6 +11,19 @@ import platform
 import random
 from pathlib import Path
 
+# `FER_SMOKE=1` (and only "1") selects the tiny settings CI and `make demo` run the notebooks with.
+SMOKE_VARIABLE = "FER_SMOKE"
+
+
+def smoke_mode() -> bool:
+    """True when `FER_SMOKE` is exactly "1": CI and `make demo` run the notebooks with tiny settings.
+
+    The notebooks' parameters cells spell the same rule out, `os.environ.get("FER_SMOKE", "") == "1"`,
+    because they run before fer_utils is installed on Colab and Kaggle; `tests/test_notebook.py`
+    checks that the two agree.
+    """
+    return os.environ.get(SMOKE_VARIABLE, "") == "1"
+
 
 def set_seeds(seed: int, deterministic: bool | None = None) -> None:
     """Seed Python, NumPy and the Keras backend, and make ops deterministic where that is cheap.

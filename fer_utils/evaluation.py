@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from fer_utils.files import json_number as _json_number
+
 # Probabilities are clipped to [LOG_LOSS_EPSILON, 1] before the log, the same epsilon Keras uses in
 # its cross-entropy, so a test-set log loss is comparable with the `val_loss` of the training history.
 LOG_LOSS_EPSILON = 1e-7
@@ -487,19 +489,6 @@ class EvaluationResult:
             summary["y_true"] = self.y_true.tolist()
             summary["proba"] = np.round(self.proba, 6).tolist()
         return summary
-
-
-def _json_number(value):
-    """Plain Python numbers for JSON; NaN and infinity become None."""
-    if value is None:
-        return None
-    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
-        return int(value)
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return value
-    return value if math.isfinite(value) else None
 
 
 def evaluate_proba(
@@ -1022,7 +1011,8 @@ def compare_runs(
     Returns (summary DataFrame, {name: EvaluationResult}). Models are loaded and evaluated one at
     a time and not kept in memory; a missing run or a class mismatch fails before any evaluation.
     """
-    from fer_utils.runs import atomic_write_json, atomic_write_text, load_run
+    from fer_utils.files import atomic_write_json, atomic_write_text
+    from fer_utils.runs import load_run
 
     images, labels, data_class_names = _split_arrays(split)
     paths = check_runs(run_dirs, data_class_names)

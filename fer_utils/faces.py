@@ -1,4 +1,7 @@
-"""Faces in photos and video: detect, crop to the models' 48x48 input, classify and draw.
+"""Faces in photos: detect, crop to the models' 48x48 input, classify and draw.
+
+Video streams and files (frame loop, capture, writing, the synthetic test video) are in
+`fer_utils.video`, which builds on this module.
 
 Two face detectors, both with their model inside a registry package, so nothing is downloaded at
 run time, and `detector="auto"` takes the first one that can run here, in the order of `DETECTORS`:
@@ -17,7 +20,7 @@ notebook 06's checked outputs) do not depend on the OpenCV version. It costs abo
 the Haar cascade's time at the default min_size of 48 (median 225 against 67 ms per image on two
 busy CPU cores), and seconds once per process to build; the Haar cascade remains the fast choice
 (`detector="haar"`) and the fallback where `mtcnn` is missing. `resolve_detector` says which detector runs;
-`predict_faces` and `run_video` report it. OpenCV's YuNet (`cv2.FaceDetectorYN`) is not offered:
+`predict_faces` and `video.run_video` report it. OpenCV's YuNet (`cv2.FaceDetectorYN`) is not offered:
 no PyPI package ships its ONNX model in the wheel.
 
 Either way `detect_faces` returns square (x, y, w, h) boxes inside the image, so crops and the
@@ -36,9 +39,7 @@ import dataclasses
 import functools
 import importlib.util
 import os
-import time
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
@@ -56,7 +57,6 @@ DETECTOR_INSTALL = {
     "haar": "pip install 'opencv-python-headless>=4.9,<5'",
     "mtcnn": "pip install 'mtcnn>=1.0'",
 }
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 SAMPLE_PHOTO = "grace_hopper.jpg"
 # Where Grace Hopper's face is in matplotlib's sample photo (x, y, w, h): the Haar cascade's box,
@@ -320,7 +320,7 @@ def _detect_mtcnn(image: np.ndarray, min_size: int) -> np.ndarray:
     # 20 px (or less) and drop the small boxes afterwards.
     # A first-stage threshold of 0.5 instead of mtcnn's 0.6 passes a few more proposals on; the two
     # later networks still reject the false ones, and faces the default missed in some frames of
-    # `write_test_video` are found.
+    # `video.write_test_video` are found.
     found = _load_mtcnn().detect_faces(
         np.ascontiguousarray(image), min_face_size=min(int(min_size), 20), threshold_pnet=MTCNN_PNET_THRESHOLD
     )
@@ -413,7 +413,7 @@ def crop_faces(image: np.ndarray, boxes, margin: float = 0.1) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Prediction
 # ---------------------------------------------------------------------------------------------
-def _predict_batch(model, crops: np.ndarray) -> np.ndarray:
+def predict_batch(model, crops: np.ndarray) -> np.ndarray:
     """Class probabilities for a small batch of crops in one call.
 
     `predict_on_batch` skips the dataset pipeline that `predict` builds on every call, which
@@ -462,7 +462,7 @@ def predict_faces(
     boxes = _check_boxes(boxes)
     if len(boxes) == 0:
         return []
-    probabilities = _predict_batch(model, crop_faces(image, boxes, margin=margin))
+    probabilities = predict_batch(model, crop_faces(image, boxes, margin=margin))
     predictions = []
     for box, row in zip(boxes, probabilities):
         best = int(np.argmax(row))
@@ -514,232 +514,3 @@ def annotate(image: np.ndarray, predictions, color=DEFAULT_COLOR) -> np.ndarray:
             font_scale, text_ink, font_thickness, cv2.LINE_AA,
         )
     return canvas
-
-
-# ---------------------------------------------------------------------------------------------
-# Video
-# ---------------------------------------------------------------------------------------------
-def _fourcc(path: Path) -> int:
-    import cv2
-
-    codes = {".avi": "MJPG", ".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
-    if path.suffix.lower() not in codes:
-        raise ValueError(f"Cannot write a video to '{path}': use one of the suffixes {list(codes)}.")
-    return cv2.VideoWriter_fourcc(*codes[path.suffix.lower()])
-
-
-def _open_writer(path, fps: float, frame_size: tuple[int, int]):
-    """Open a cv2.VideoWriter for BGR frames of `frame_size` (width, height)."""
-    import cv2
-
-    path = Path(path)
-    fourcc = _fourcc(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), fourcc, float(fps), frame_size)
-    if not writer.isOpened():
-        raise OSError(f"Could not open '{path}' for writing a video. Check that its folder is writable.")
-    return writer
-
-
-def write_test_video(
-    path: str | os.PathLike,
-    frames: int = 30,
-    size: tuple[int, int] = (320, 240),
-    fps: float = 15.0,
-    face_size: int = 110,
-    seed: int = 0,
-) -> Path:
-    """Synthesise a small video of a real face moving across a textured background.
-
-    The face is Grace Hopper's, cut from matplotlib's sample photo at the fixed `SAMPLE_FACE_BOX`
-    (no detector involved), so every detector of `DETECTORS` finds it; it travels left to right
-    and bobs up and down. Useful for tests and when no webcam exists.
-
-    Args:
-        path: the video file to write (.mp4, .avi, .mov or .mkv).
-        frames: number of frames.
-        size: frame (width, height) in pixels.
-        fps: frames per second stored in the file.
-        face_size: side of the pasted face in pixels (it must fit in the frame).
-        seed: seed of the background noise.
-
-    Returns:
-        `path`.
-    """
-    import cv2
-
-    width, height = (int(value) for value in size)
-    if frames < 1:
-        raise ValueError(f"frames must be at least 1, got {frames}.")
-    if not 24 <= face_size <= min(width, height):
-        raise ValueError(f"face_size must lie between 24 and the frame's shorter side {min(width, height)}, got {face_size}.")
-    photo = load_image(sample_photo_path())
-    x, y, box_width, box_height = SAMPLE_FACE_BOX
-    # Keep some hair and chin around the face so the detectors see a whole head.
-    pad = box_width // 6
-    face = photo[max(0, y - pad) : y + box_height + pad, max(0, x - pad) : x + box_width + pad]
-    face = cv2.resize(face, (face_size, face_size), interpolation=cv2.INTER_AREA)
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    background = np.stack([60 + 80 * xx / width, 90 + 40 * yy / height, 140 - 60 * xx / width], axis=-1)
-    background += rng.normal(0, 6, size=background.shape)
-    background = np.clip(background, 0, 255).astype(np.uint8)
-
-    path = Path(path)
-    writer = _open_writer(path, fps, (width, height))
-    try:
-        for index in range(frames):
-            progress = index / max(1, frames - 1)
-            left = int(round(progress * (width - face_size)))
-            top = int(round((height - face_size) / 2 * (1 + 0.5 * np.sin(2 * np.pi * progress))))
-            frame = background.copy()
-            frame[top : top + face_size, left : left + face_size] = face
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    return path
-
-
-def _open_capture(source):
-    """Open a webcam index or a video file with cv2.VideoCapture; raise a clear error if it fails."""
-    import cv2
-
-    if isinstance(source, str) and source.isdigit():
-        source = int(source)
-    if isinstance(source, int):
-        capture = cv2.VideoCapture(source)
-        where = f"webcam {source}"
-    else:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"No video file at '{path}'. Pass a video file or a webcam index such as 0.")
-        capture = cv2.VideoCapture(str(path))
-        where = f"'{path}'"
-    if not capture.isOpened():
-        capture.release()
-        raise ValueError(
-            f"OpenCV cannot open {where} as a video. Check that the file is a readable video "
-            "(.mp4, .avi, .mov, .mkv) or that the webcam exists and is not in use."
-        )
-    return capture, where
-
-
-def _jupyter_display():
-    """A display handle that shows frames in place in Jupyter (`show=True`)."""
-    try:
-        from IPython.display import Image, display
-    except ImportError as error:
-        raise ValueError("show=True needs IPython (run it inside Jupyter), or pass show=False.") from error
-    import cv2
-
-    handle = display(None, display_id=True)
-
-    def show(frame_rgb):
-        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
-        if ok and handle is not None:
-            handle.update(Image(data=encoded.tobytes()))
-
-    return show
-
-
-def run_video(
-    model,
-    source,
-    class_names=None,
-    max_frames: int | None = None,
-    every_n: int = 1,
-    on_frame: Callable[[int, np.ndarray, list[FacePrediction]], Any] | None = None,
-    show: bool = False,
-    out_path: str | os.PathLike | None = None,
-    min_size: int = 48,
-    scale_factor: float = 1.1,
-    min_neighbors: int = 5,
-    detector: str = "auto",
-) -> dict:
-    """Detect and classify faces frame by frame in a webcam stream or a video file.
-
-    Args:
-        model: a Keras model, a `fer_utils.runs.Run`, or a run folder / .keras path.
-        source: a webcam index (0 is the default camera) or a video file path.
-        class_names: the model's class order (defaults as in `predict_faces`).
-        max_frames: stop after this many frames (None: the whole file, or until interrupted).
-        every_n: analyse every n-th frame and reuse its faces on the frames in between (faster).
-        on_frame: called as `on_frame(index, annotated_rgb_frame, predictions)` after each frame;
-            returning False stops the loop.
-        show: show the annotated frames live in Jupyter (updates one output in place).
-        out_path: also write the annotated video here (.mp4, .avi, .mov or .mkv).
-        min_size, scale_factor, min_neighbors, detector: see `detect_faces`.
-
-    Interrupting the kernel (Ctrl+C) ends the loop cleanly and still returns the statistics.
-
-    Returns:
-        A dict with `frames` (frames read and annotated), `analysed_frames`, `faces` (faces found on
-        the analysed frames), `frames_with_faces`, `seconds`, `fps`, `detector` (the detector that
-        ran) and `out_path`. `fps` is measured end to end: reading, detection, prediction, drawing
-        and writing, after one warm-up call of the model and of the detector.
-    """
-    import cv2
-
-    if every_n < 1:
-        raise ValueError(f"every_n must be 1 or more, got {every_n}.")
-    if max_frames is not None and max_frames < 0:
-        raise ValueError(f"max_frames must be 0 or more (or None for no limit), got {max_frames}.")
-    if out_path is not None:
-        _fourcc(Path(out_path))  # Fail on a bad suffix before opening anything.
-    loaded = load_model(model, class_names)
-    model, class_names = loaded.model, loaded.class_names
-    detector = resolve_detector(detector)
-    capture, _ = _open_capture(source)
-    display_frame = _jupyter_display() if show else None
-    # One warm-up call each, so that building the model's predict function and the detector's
-    # networks (seconds for MTCNN) is not counted in fps.
-    _predict_batch(model, np.zeros((1, FACE_SIZE, FACE_SIZE, 1), dtype=np.uint8))
-    detect_faces(np.zeros((2 * FACE_SIZE, 2 * FACE_SIZE, 3), dtype=np.uint8), detector=detector)
-
-    writer = None
-    stats = {"frames": 0, "analysed_frames": 0, "faces": 0, "frames_with_faces": 0, "detector": detector}
-    predictions: list[FacePrediction] = []
-    start = time.perf_counter()
-    try:
-        while max_frames is None or stats["frames"] < max_frames:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            if stats["frames"] % every_n == 0:
-                predictions = predict_faces(
-                    model, frame, class_names, min_size=min_size, scale_factor=scale_factor,
-                    min_neighbors=min_neighbors, detector=detector,
-                )
-                stats["analysed_frames"] += 1
-                stats["faces"] += len(predictions)
-                stats["frames_with_faces"] += bool(predictions)
-            annotated = annotate(frame, predictions)
-            if out_path is not None:
-                if writer is None:
-                    fps = capture.get(cv2.CAP_PROP_FPS)
-                    writer = _open_writer(out_path, fps if 0 < fps < 1000 else 25.0, annotated.shape[1::-1])
-                writer.write(cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
-            if display_frame is not None:
-                display_frame(annotated)
-            index = stats["frames"]
-            stats["frames"] += 1
-            if on_frame is not None and on_frame(index, annotated, predictions) is False:
-                break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
-    seconds = time.perf_counter() - start
-    stats["seconds"] = seconds
-    stats["fps"] = stats["frames"] / seconds if stats["frames"] and seconds > 0 else 0.0
-    stats["out_path"] = str(out_path) if writer is not None else None
-    return stats
-
-
-def is_video_path(path: str | os.PathLike) -> bool:
-    """True when `path` has a video suffix (.mp4, .avi, .mov, .mkv)."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES

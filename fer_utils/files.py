@@ -1,4 +1,4 @@
-"""Atomic file writes, shared by run folders, the data cache, figures and reports.
+"""Atomic file writes and the cache folder, shared by run folders, the data cache, figures and reports.
 
 Every artifact is written to a unique temporary name in its destination folder, flushed to disk,
 then renamed over the destination, so a reader (or a process killed half-way) sees either the old
@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 TEMPORARY_SUFFIX = ".tmp"
+# Overrides where decoded arrays and the demo dataset are cached (see `default_cache_dir`).
+CACHE_VARIABLE = "FER_CACHE_DIR"
 
 
 def _umask() -> int:
@@ -45,20 +50,37 @@ def temporary_path(path: str | os.PathLike, suffix: str = TEMPORARY_SUFFIX) -> P
     return Path(temporary)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> Path:
-    """Call `write(stream)` on a binary stream to a temporary file, flush it to disk, rename it to `path`."""
+def atomic_write_path(
+    path: str | os.PathLike, write: Callable[[Path], Any], suffix: str = TEMPORARY_SUFFIX
+) -> Path:
+    """Call `write(temporary)` with a temporary file's path beside `path`, then rename it to `path`.
+
+    For writers that insist on a file name rather than a stream (Keras' `model.save` wants a name
+    ending in `.keras`, hence `suffix`). The temporary gets the artifact mode again afterwards, in
+    case the writer replaced the file; it is deleted when `write` fails.
+    """
     path = Path(path)
-    temporary = temporary_path(path)
+    temporary = temporary_path(path, suffix=suffix)
     try:
-        with open(temporary, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
+        write(temporary)
+        os.chmod(temporary, FILE_MODE)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> Path:
+    """Call `write(stream)` on a binary stream to a temporary file, flush it to disk, rename it to `path`."""
+
+    def write_and_flush(temporary: Path) -> None:
+        with open(temporary, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    return atomic_write_path(path, write_and_flush)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -74,6 +96,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write `obj` as indented JSON to `path` atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def json_number(value):
+    """Plain Python numbers for JSON; NaN and infinity become None; anything else is returned as is."""
+    if value is None:
+        return None
+    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
+        return int(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return value
+    return value if math.isfinite(value) else None
 
 
 def _json_default(value):
@@ -109,3 +144,14 @@ def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = 36
                 os.unlink(entry.path)
                 removed += 1
     return removed
+
+
+def default_cache_dir() -> Path:
+    """The cache folder of decoded arrays and the demo dataset.
+
+    `$FER_CACHE_DIR`, else `$XDG_CACHE_HOME/fer_utils`, else `~/.cache/fer_utils`.
+    """
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fer_utils"

@@ -17,7 +17,6 @@ import os
 import warnings
 from pathlib import Path
 
-SMOKE_VARIABLE = "FER_SMOKE"
 RUNS_VARIABLE = "FER_RUNS_DIR"
 KAGGLE_WORKING_DIR = Path("/kaggle/working")
 COLAB_DRIVE_MOUNT = Path("/content/drive")
@@ -41,11 +40,6 @@ class NotebookContext:
     @property
     def is_demo(self) -> bool:
         return self.data.is_demo
-
-
-def smoke_mode() -> bool:
-    """True when `FER_SMOKE=1`: CI and `make demo` run the notebooks with tiny settings."""
-    return os.environ.get(SMOKE_VARIABLE, "").strip().lower() in {"1", "true", "yes"}
 
 
 def default_runs_dir(platform: str = "local", on_drive: bool = False) -> Path:
@@ -74,9 +68,10 @@ def mount_google_drive() -> None:
 def locate_data(data=None):
     """Resolve a notebook's `DATA` parameter: None discovers, "demo" forces the demo dataset, else a path."""
     from fer_utils import data as data_module
+    from fer_utils.demo import demo_dataset_path
 
     if isinstance(data, str) and data.strip().lower() == "demo":
-        return data_module.DatasetLocation(data_module.demo_dataset_path(), "demo")
+        return data_module.DatasetLocation(demo_dataset_path(), "demo")
     with warnings.catch_warnings():
         # The notebook shows its own notice for demo data; the console warning would repeat it in red.
         warnings.simplefilter("ignore", UserWarning)
@@ -151,7 +146,7 @@ def describe(context: NotebookContext) -> str:
             f"Keras backend: {context.device.get('backend')} | device: {context.device.get('device')}"
             f" | platform: {context.platform}",
             f"Data: {_display_path(context.data.path)} (found via {context.data.source})",
-            f"Runs folder: {context.runs_dir} | seed: {context.seed} | smoke mode: {smoke_mode()}",
+            f"Runs folder: {context.runs_dir} | seed: {context.seed} | smoke mode: {environment.smoke_mode()}",
         ]
     )
 

@@ -33,7 +33,7 @@ def _new_figure(width: float, height: float):
 
 def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Save `figure` as a PNG at `path` (atomically: a complete file or none) and return the path."""
-    from fer_utils.runs import atomic_write_bytes
+    from fer_utils.files import atomic_write_bytes
 
     path = Path(path)
     if path.suffix.lower() != ".png":

@@ -29,16 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-# The atomic writers are part of this module's API (callers use runs.atomic_write_json, ...).
-from fer_utils.files import (  # noqa: F401
+from fer_utils.files import (
     FILE_MODE,
     TEMPORARY_SUFFIX,
-    atomic_write,
-    atomic_write_bytes,
     atomic_write_json,
+    atomic_write_path,
     atomic_write_text,
     remove_stale_temporaries,
-    temporary_path,
 )
 
 MODEL_FILE = "model.keras"
@@ -93,17 +90,8 @@ class Run:
 
 def save_model_atomic(model, path: str | os.PathLike) -> Path:
     """Save a Keras model as `.keras` atomically (Keras writes a unique temporary file, we rename it)."""
-    path = Path(path)
     # Keras insists on the .keras suffix, hence the temporary's `.tmp.keras` ending.
-    temporary = temporary_path(path, suffix=TEMPORARY_SUFFIX + ".keras")
-    try:
-        model.save(temporary)
-        os.chmod(temporary, FILE_MODE)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_path(path, model.save, suffix=TEMPORARY_SUFFIX + ".keras")
 
 
 def save_run(run_dir, model, config: dict, history=None, val_metrics: dict | None = None) -> Path:

@@ -37,7 +37,7 @@ FRONT_END = Path(__file__).resolve().parent / "static" / "webcam.js"
 # faces of 48 px and more, and a smaller JPEG travels and decodes faster) at this JPEG quality.
 DEFAULT_MAX_WIDTH = 480
 DEFAULT_JPEG_QUALITY = 0.8
-FALLBACK_HINT = "use a video file (faces.run_video) or a photo instead."
+FALLBACK_HINT = "use a video file (video.run_video) or a photo instead."
 
 
 def process_frame(

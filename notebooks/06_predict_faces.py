@@ -63,7 +63,7 @@ if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     # %pip install --quiet "mtcnn>=1.0" "lz4>=4.3"
 
 from fer_utils import notebook
-from fer_utils import faces, loading, plots
+from fer_utils import faces, loading, plots, video
 
 context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE)
 
@@ -114,7 +114,7 @@ Markdown(f"The model sees {len(predictions)} face(s): {described}.{caveat}")
 # %% [markdown]
 # ## A video stream
 #
-# `faces.run_video` reads frames from a file or a webcam, detects and classifies the faces in each,
+# `video.run_video` reads frames from a file or a webcam, detects and classifies the faces in each,
 # draws them, and can write the annotated video. With `VIDEO = None` it runs on a short generated
 # clip of a face moving across the frame, so the notebook works anywhere; set `VIDEO = 0` in local
 # Jupyter to use your webcam (interrupt the kernel to stop).
@@ -127,7 +127,7 @@ from pathlib import Path
 if VIDEO is not None:
     source = VIDEO
 else:
-    source = faces.write_test_video(Path(tempfile.mkdtemp()) / "moving_face.mp4", frames=MAX_FRAMES)
+    source = video.write_test_video(Path(tempfile.mkdtemp()) / "moving_face.mp4", frames=MAX_FRAMES)
 snapshots = []
 keep_every = max(1, MAX_FRAMES // 4)
 
@@ -137,8 +137,8 @@ def keep_snapshot(index, frame, frame_predictions):
         snapshots.append(frame)
 
 
-stats = faces.run_video(run, source, max_frames=MAX_FRAMES, on_frame=keep_snapshot, show=SHOW_LIVE,
-                        out_path=context.runs_dir / "annotated_video.mp4")
+stats = video.run_video(run, source, out_path=context.runs_dir / "annotated_video.mp4",
+                        options=video.VideoOptions(max_frames=MAX_FRAMES, show=SHOW_LIVE), on_frame=keep_snapshot)
 print(f"Frames processed: {stats['frames']}")
 
 # %%

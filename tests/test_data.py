@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from helpers import make_split_folder, write_image
-from fer_utils import CLASS_NAMES, cli, data
+from fer_utils import CLASS_NAMES, cli, data, demo
 
 # ---------------------------------------------------------------------------------------------
 # Mapping
@@ -287,9 +287,9 @@ def test_missing_explicit_path_is_an_error(isolated_discovery):
 
 
 def test_demo_dataset_is_deterministic_and_imbalanced(tmp_path):
-    first = data.load_dataset(data.make_demo_dataset(tmp_path / "a", per_class=12, seed=3), cache=False, progress=False)
-    second = data.load_dataset(data.make_demo_dataset(tmp_path / "b", per_class=12, seed=3), cache=False, progress=False)
-    third = data.load_dataset(data.make_demo_dataset(tmp_path / "c", per_class=12, seed=4), cache=False, progress=False)
+    first = data.load_dataset(demo.make_demo_dataset(tmp_path / "a", per_class=12, seed=3), cache=False, progress=False)
+    second = data.load_dataset(demo.make_demo_dataset(tmp_path / "b", per_class=12, seed=3), cache=False, progress=False)
+    third = data.load_dataset(demo.make_demo_dataset(tmp_path / "c", per_class=12, seed=4), cache=False, progress=False)
     for split in ("train", "test"):
         assert np.array_equal(first[split].images, second[split].images)
         assert np.array_equal(first[split].labels, second[split].labels)
@@ -303,11 +303,11 @@ def test_demo_dataset_is_deterministic_and_imbalanced(tmp_path):
 
 
 def test_demo_dataset_refuses_to_overwrite(tmp_path):
-    data.make_demo_dataset(tmp_path, per_class=6)
+    demo.make_demo_dataset(tmp_path, per_class=6)
     marker = tmp_path / "train" / "happy" / "mine.txt"
     marker.write_text("keep me")
     with pytest.raises(ValueError, match="refusing to write over it"):
-        data.make_demo_dataset(tmp_path, per_class=6)
+        demo.make_demo_dataset(tmp_path, per_class=6)
     assert marker.read_text() == "keep me"
 
 

@@ -1,4 +1,4 @@
-"""Tests of fer_utils.faces (detect, crop, predict, draw, video) and the `predict` command.
+"""Tests of fer_utils.faces (detect, crop, predict, draw), fer_utils.video and the `predict` command.
 
 The detection tests run once per detector that is available here (`faces.available_detectors()`:
 MTCNN and the Haar cascade under OpenCV 4, MTCNN alone under OpenCV 5).
@@ -13,6 +13,7 @@ from contract_models import tiny_contract_model
 
 from fer_utils import CLASS_NAMES, cli, faces
 from fer_utils.runs import save_run
+from fer_utils.video import VideoOptions, run_video, write_test_video
 
 VIDEO_FRAMES = 12
 AVAILABLE = faces.available_detectors()
@@ -58,7 +59,7 @@ def run_dir(model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    return faces.write_test_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames=VIDEO_FRAMES)
+    return write_test_video(tmp_path_factory.mktemp("video") / "clip.mp4", frames=VIDEO_FRAMES)
 
 
 class CountingModel:
@@ -361,9 +362,9 @@ def test_write_test_video_has_a_face_in_every_frame(video, detector):
 def test_run_video_processes_every_frame(model, video, tmp_path):
     seen = []
     out = tmp_path / "annotated.avi"
-    stats = faces.run_video(
-        model, video, CLASS_NAMES, on_frame=lambda index, frame, found: seen.append((index, frame.shape, len(found))),
-        out_path=out,
+    stats = run_video(
+        model, video, out_path=out, options=VideoOptions(class_names=CLASS_NAMES),
+        on_frame=lambda index, frame, found: seen.append((index, frame.shape, len(found))),
     )
     assert stats["frames"] == stats["analysed_frames"] == VIDEO_FRAMES
     assert stats["faces"] == stats["frames_with_faces"] == VIDEO_FRAMES
@@ -378,28 +379,30 @@ def test_run_video_processes_every_frame(model, video, tmp_path):
 
 @pytest.mark.parametrize("name", AVAILABLE)
 def test_run_video_uses_the_named_detector(model, video, name):
-    stats = faces.run_video(model, video, CLASS_NAMES, max_frames=3, detector=name)
+    stats = run_video(model, video, options=VideoOptions(class_names=CLASS_NAMES, max_frames=3, detector=name))
     assert stats["detector"] == name and stats["faces"] == 3
 
 
 def test_run_video_limits_frames_and_analyses_every_nth(model, video):
-    stats = faces.run_video(model, video, CLASS_NAMES, max_frames=5, every_n=2)
+    stats = run_video(model, video, options=VideoOptions(class_names=CLASS_NAMES, max_frames=5, every_n=2))
     assert stats["frames"] == 5 and stats["analysed_frames"] == 3 and stats["faces"] == 3
-    stopped = faces.run_video(model, video, CLASS_NAMES, on_frame=lambda index, frame, found: index < 2)
+    stopped = run_video(
+        model, video, options=VideoOptions(class_names=CLASS_NAMES), on_frame=lambda index, frame, found: index < 2
+    )
     assert stopped["frames"] == 3
 
 
 def test_run_video_errors(model, tmp_path, video):
     with pytest.raises(FileNotFoundError, match="nothing.mp4"):
-        faces.run_video(model, tmp_path / "nothing.mp4", CLASS_NAMES)
+        run_video(model, tmp_path / "nothing.mp4", options=VideoOptions(class_names=CLASS_NAMES))
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"this is not a video" * 100)
     with pytest.raises(ValueError, match="garbage.mp4"):
-        faces.run_video(model, garbage, CLASS_NAMES)
+        run_video(model, garbage, options=VideoOptions(class_names=CLASS_NAMES))
     with pytest.raises(ValueError, match="suffix"):
-        faces.run_video(model, video, CLASS_NAMES, out_path=tmp_path / "out.gif")
+        run_video(model, video, out_path=tmp_path / "out.gif", options=VideoOptions(class_names=CLASS_NAMES))
     with pytest.raises(ValueError, match="every_n"):
-        faces.run_video(model, video, CLASS_NAMES, every_n=0)
+        run_video(model, video, options=VideoOptions(class_names=CLASS_NAMES, every_n=0))
 
 
 # ---------------------------------------------------------------------------------------------

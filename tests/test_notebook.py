@@ -4,18 +4,41 @@ from pathlib import Path
 
 import pytest
 
-from fer_utils import models, notebook
+from fer_utils import environment, models, notebook
 
 
 def test_smoke_mode_and_runs_dir_come_from_the_environment(monkeypatch):
     monkeypatch.delenv("FER_SMOKE", raising=False)
     monkeypatch.delenv("FER_RUNS_DIR", raising=False)
-    assert not notebook.smoke_mode()
+    assert not environment.smoke_mode()
     assert notebook.default_runs_dir() == Path("runs")
     monkeypatch.setenv("FER_SMOKE", "1")
     monkeypatch.setenv("FER_RUNS_DIR", "/somewhere/runs")
-    assert notebook.smoke_mode()
+    assert environment.smoke_mode()
     assert notebook.default_runs_dir() == Path("/somewhere/runs")
+
+
+NOTEBOOK_SOURCES = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.py"))
+
+
+def _parameters_cell(path: Path) -> str:
+    """The source of the cell tagged "parameters" in a jupytext percent-format notebook."""
+    cells = path.read_text().split("\n# %%")
+    return next(cell.split("\n", 1)[1] for cell in cells if cell.startswith(' tags=["parameters"]'))
+
+
+@pytest.mark.parametrize("value", [None, "", "1", "0", "true", "yes", " 1", "2"])
+def test_smoke_mode_has_one_rule_in_the_library_and_in_every_notebook(monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv("FER_SMOKE", raising=False)
+    else:
+        monkeypatch.setenv("FER_SMOKE", value)
+    assert environment.smoke_mode() is (value == "1")
+    assert len(NOTEBOOK_SOURCES) == 6
+    for path in NOTEBOOK_SOURCES:
+        namespace = {}
+        exec(_parameters_cell(path), namespace)  # the cell only assigns constants
+        assert namespace["SMOKE"] is environment.smoke_mode(), path.name
 
 
 def test_locate_data_demo_and_explicit_path(tmp_path):

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from contract_models import tiny_contract_model
-from fer_utils import CLASS_NAMES, runs
+from fer_utils import CLASS_NAMES, files, runs
 
 
 def test_atomic_write_json_replaces_whole_file(tmp_path):
-    path = runs.atomic_write_json(tmp_path / "sub" / "a.json", {"x": np.float32(1.5), "p": tmp_path})
+    path = files.atomic_write_json(tmp_path / "sub" / "a.json", {"x": np.float32(1.5), "p": tmp_path})
     assert json.loads(path.read_text()) == {"x": 1.5, "p": str(tmp_path)}
     assert [p.name for p in path.parent.iterdir()] == ["a.json"]  # no temporary file left behind
 
