@@ -7,8 +7,12 @@ The package is split by concern:
 - `fer_utils.models`: backbone registry and the model builder (raw pixels in, softmax out).
 - `fer_utils.training`: training phases, callbacks and run folders.
 - `fer_utils.runs`: reading and writing run folders.
-- `fer_utils.evaluation`: metrics, confidence intervals, McNemar, ensembles, TTA, comparison.
-- `fer_utils.plots`: matplotlib figures.
+- `fer_utils.metrics`: metrics of class probabilities against labels (pure numpy/pandas).
+- `fer_utils.stats`: bootstrap confidence intervals, McNemar's test, Holm, the chance test.
+- `fer_utils.evaluation`: a model, run or ensemble scored on a labelled split (TTA, results).
+- `fer_utils.gradcam`: Grad-CAM heatmaps.
+- `fer_utils.report`: comparing runs: tables, summary.md / summary.json, figures.
+- `fer_utils.plots`: matplotlib figures (they compute nothing).
 - `fer_utils.faces`: face detection and prediction on photos and video.
 - `fer_utils.cli`: the `python -m fer_utils` command line.
 
