@@ -67,16 +67,16 @@ def main(argv=None) -> int:
 
     import keras
 
-    from fer_utils import data, evaluation, runs
+    from fer_utils import data, evaluation, metrics, runs
 
     run = runs.load_run(args.out)
     test = data.load_labelled(args.data, split="test", progress=False)
     probabilities = evaluation.predict_proba(run.model, test.images, batch_size=512)
-    metrics = evaluation.compute_metrics(test.labels, probabilities, class_names=test.class_names)
-    accuracy = metrics["accuracy"]
+    scores = metrics.compute_metrics(test.labels, probabilities, class_names=test.class_names)
+    accuracy = scores["accuracy"]
     # The same model with flip test-time augmentation, as `python -m fer_utils evaluate --tta` scores it.
     flip_probabilities = evaluation.predict_proba(run.model, test.images, batch_size=512, tta=True)
-    tta_accuracy = evaluation.compute_metrics(test.labels, flip_probabilities, class_names=test.class_names)["accuracy"]
+    tta_accuracy = metrics.compute_metrics(test.labels, flip_probabilities, class_names=test.class_names)["accuracy"]
     phase = run.config["phases"][0]
     print()
     print(f"small_cnn: {run.config['n_params']:,} parameters, keras {keras.__version__}")
@@ -90,14 +90,14 @@ def main(argv=None) -> int:
     print(f"TEST accuracy on {test.source or 'test/'} ({len(test)} images): {accuracy:.4f}")
     print(f"TEST accuracy with flip TTA (each face and its mirror image averaged): {tta_accuracy:.4f}")
     # Mean recall over the classes: what the default balanced class weights are meant to raise.
-    print(f"TEST balanced accuracy: {metrics['balanced_accuracy']:.4f}, macro-F1: {metrics['macro_f1']:.4f}")
+    print(f"TEST balanced accuracy: {scores['balanced_accuracy']:.4f}, macro-F1: {scores['macro_f1']:.4f}")
     if samples:
         print(f"load average (1 min) during training: mean {np.mean(samples):.2f}, max {np.max(samples):.2f}, "
               f"{len(samples)} samples; after: {os.getloadavg()}")
     print("history:")
     print(run.history.to_string(index=False))
     summary = {"test_accuracy": accuracy, "test_accuracy_tta": tta_accuracy,
-               "test_balanced_accuracy": metrics["balanced_accuracy"], "test_macro_f1": metrics["macro_f1"],
+               "test_balanced_accuracy": scores["balanced_accuracy"], "test_macro_f1": scores["macro_f1"],
                "val_accuracy": run.val_metrics["accuracy"], "wall_s": wall,
                "training_s": run.config["wall_time_s"]["total"], "epochs_run": phase["epochs_run"],
                "load_mean": float(np.mean(samples)) if samples else None}

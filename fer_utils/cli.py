@@ -143,7 +143,7 @@ def _add_evaluate_parser(subparsers):
 
 
 def _run_evaluate(args):
-    from fer_utils import data, evaluation
+    from fer_utils import data, evaluation, report
     from fer_utils.files import atomic_write_json
     from fer_utils.runs import load_run
 
@@ -154,7 +154,7 @@ def _run_evaluate(args):
         run, split, tta=args.tta, batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed
     )
     print(f"Data: {split.source or args.data}")
-    print(evaluation.format_report(result))
+    print(report.format_report(result))
     if args.json:
         payload = {"model": str(args.model), "data": str(args.data), "split": args.split, **result.to_dict()}
         atomic_write_json(args.json, payload)
@@ -184,18 +184,18 @@ def _add_compare_parser(subparsers):
 
 
 def _run_compare(args):
-    from fer_utils import data, evaluation
+    from fer_utils import data, report
 
     # The run folders first: a wrong path fails at once, before any image is decoded.
-    runs = evaluation.check_runs(args.runs)
+    runs = report.check_runs(args.runs)
     split = data.load_labelled(args.data, split=args.split, cache=not args.no_cache, progress=True)
-    _, results = evaluation.compare_runs(
-        runs, split, args.out, tta=args.tta, n_boot=args.n_boot, seed=args.seed,
-        include_ensemble=not args.no_ensemble, batch_size=args.batch_size,
-        gradcam_images=args.gradcam_images, write_figures=not args.no_figures,
+    settings = report.ComparisonSettings(
+        tta=args.tta, n_boot=args.n_boot, seed=args.seed, batch_size=args.batch_size,
+        include_ensemble=not args.no_ensemble, gradcam_images=args.gradcam_images, write_figures=not args.no_figures,
     )
+    _, results = report.compare_runs(runs, split, args.out, settings)
     print(f"Data: {split.source or args.data} ({len(split)} images)")
-    print(evaluation.formatted_summary(list(results.values())).to_string(index=False))
+    print(report.formatted_summary(list(results.values())).to_string(index=False))
     print(f"Wrote summary.md, summary.json{'' if args.no_figures else ' and the figures'} to {args.out}")
     return 0
 

@@ -3,8 +3,8 @@
 Every function returns a `matplotlib.figure.Figure` and draws nothing on screen by itself (in a
 notebook the returned figure is displayed; in scripts pass it to `save_figure`). Figures are made
 with the object-oriented API (`Figure` objects, not the global `pyplot` state), so they are safe in
-headless runs and need no closing. The plots compute nothing that other code needs: the numbers come from
-`fer_utils.evaluation`.
+headless runs and need no closing. The plots compute nothing: the numbers they draw come from
+`fer_utils.metrics`, `fer_utils.evaluation` and `fer_utils.gradcam`, and this module imports none of them.
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def plot_per_class_f1(per_class: Mapping[str, pd.DataFrame], title: str | None =
     positions = np.arange(len(class_names))
     for offset, (name, table) in enumerate(tables):
         if "f1" not in table:
-            raise ValueError(f"The per-class table of '{name}' has no 'f1' column; use evaluation.per_class_table.")
+            raise ValueError(f"The per-class table of '{name}' has no 'f1' column; use metrics.per_class_table.")
         scores = table["f1"].reindex(class_names).to_numpy(dtype=np.float64)
         axis.bar(positions + (offset - (len(tables) - 1) / 2) * width, scores, width=width, label=str(name))
     axis.set_xticks(positions, class_names)
@@ -205,23 +205,27 @@ def plot_per_class_f1(per_class: Mapping[str, pd.DataFrame], title: str | None =
 
 
 def plot_reliability_diagram(
-    predictions: Mapping[str, tuple], n_bins: int = 15, title: str | None = "Reliability diagram"
+    calibration: Mapping[str, tuple[pd.DataFrame, float]], title: str | None = "Reliability diagram"
 ):
-    """Accuracy against confidence per confidence bin for several models ({name: (y_true, proba)}).
+    """Accuracy against confidence per confidence bin for several models ({name: (bins, ece)}).
 
-    A perfectly calibrated model lies on the diagonal. The legend gives each model's expected
-    calibration error; the lower panel shows how many images fall in each confidence bin.
+    `bins` is the model's `fer_utils.metrics.reliability_bins` table (columns lower, upper, count,
+    confidence, accuracy) and `ece` its expected calibration error (`metrics.expected_calibration_error`
+    with the same bins). A perfectly calibrated model lies on the diagonal. The legend gives each
+    model's ECE; the lower panel shows how many images fall in each confidence bin.
     """
-    from fer_utils import evaluation
-
-    if not predictions:
-        raise ValueError("plot_reliability_diagram needs at least one {name: (y_true, proba)} entry.")
+    if not calibration:
+        raise ValueError("plot_reliability_diagram needs at least one {name: (bins, ece)} entry.")
     figure = _new_figure(6, 6.5)
     curve_axis, count_axis = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     curve_axis.plot([0, 1], [0, 1], linestyle="--", color="gray", label="Perfect calibration")
-    for name, (y_true, proba) in predictions.items():
-        bins = evaluation.reliability_bins(y_true, proba, n_bins=n_bins)
-        ece = evaluation.expected_calibration_error(y_true, proba, n_bins=n_bins)
+    for name, (bins, ece) in calibration.items():
+        missing = {"lower", "upper", "count", "confidence", "accuracy"} - set(getattr(bins, "columns", ()))
+        if missing:
+            raise ValueError(
+                f"The reliability bins of '{name}' lack the columns {sorted(missing)}; "
+                "pass the table of fer_utils.metrics.reliability_bins(y_true, proba)."
+            )
         filled = bins[bins["count"] > 0]
         line = curve_axis.plot(filled["confidence"], filled["accuracy"], marker="o", label=f"{name} (ECE {ece:.3f})")[0]
         centers = (bins["lower"] + bins["upper"]) / 2
@@ -296,7 +300,7 @@ def plot_misclassified(
 def plot_gradcam(images, heatmaps, titles: Sequence[str] | None = None, alpha: float = 0.45, title: str | None = "Grad-CAM"):
     """Each face (top row) and its Grad-CAM heatmap drawn over it (bottom row).
 
-    `heatmaps` is (N, H, W) in [0, 1], as returned by `evaluation.gradcam_heatmaps`.
+    `heatmaps` is (N, H, W) in [0, 1], as returned by `gradcam.gradcam_heatmaps`.
     """
     images = np.asarray(images)
     heatmaps = np.asarray(heatmaps)

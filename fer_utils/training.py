@@ -492,11 +492,12 @@ def _history_frame(rows):
 
 def validation_metrics(model, val, batch_size: int = 256) -> dict:
     """val_metrics.json: accuracy, macro-F1, balanced accuracy, log loss and per-class recall on `val`."""
-    from fer_utils import evaluation, models
+    from fer_utils import metrics as metrics_module
+    from fer_utils import models
 
     probabilities = models.predict(model, val.images, batch_size=max(batch_size, 256))
-    metrics = evaluation.compute_metrics(val.labels, probabilities, val.class_names)
-    matrix = evaluation.confusion(val.labels, probabilities.argmax(axis=1), len(val.class_names))
+    metrics = metrics_module.compute_metrics(val.labels, probabilities, val.class_names)
+    matrix = metrics_module.confusion(val.labels, probabilities.argmax(axis=1), len(val.class_names))
     support = matrix.sum(axis=1)
     recalls = np.divide(np.diag(matrix), support, out=np.zeros(len(support)), where=support > 0)
     return {

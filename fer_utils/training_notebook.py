@@ -62,9 +62,9 @@ def phase_table(history):
 
 def check_learned(validation, result, smoke: bool) -> str:
     """The one-sided binomial test against the model's own chance level; in smoke mode, fail if it did not learn."""
-    from fer_utils import evaluation
+    from fer_utils import stats
 
-    check = evaluation.chance_test(validation.labels, result.y_pred, len(validation.class_names))
+    check = stats.chance_test(validation.labels, result.y_pred, len(validation.class_names))
     if smoke and not check["p_value"] < 0.05:
         raise AssertionError(f"the model did not learn on the demo data (p = {check['p_value']:.2g})")
     return (

@@ -81,7 +81,7 @@ if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     # %pip install --quiet "mtcnn>=1.0" "lz4>=4.3"
 
 from fer_utils import notebook
-from fer_utils import data, evaluation, plots, training, training_notebook
+from fer_utils import data, evaluation, plots, report, training, training_notebook
 
 context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE, weights_dir=WEIGHTS_DIR)
 
@@ -163,7 +163,7 @@ training_notebook.phase_table(run.history)
 
 # %%
 result = evaluation.evaluate_model(run, validation, n_boot=0)
-print(evaluation.format_report(result))
+print(report.format_report(result))
 
 # %%
 plots.plot_confusion_matrices({BACKBONE: result.confusion}, validation.class_names)

@@ -65,7 +65,7 @@ if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
 from fer_utils import notebook
 from pathlib import Path
 
-from fer_utils import data, evaluation, plots, runs
+from fer_utils import data, evaluation, gradcam, metrics, plots, report, runs
 
 context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE)
 
@@ -82,13 +82,14 @@ print("runs:", ", ".join(path.name for path in run_dirs))
 # %% [markdown]
 # ## Scores on the test split
 #
-# `evaluation.compare_runs` evaluates each run and their ensemble on the same images, and writes
+# `report.compare_runs` evaluates each run and their ensemble on the same images, and writes
 # `summary.md`, `summary.json` and every figure below into the comparison folder.
 
 # %%
 comparison_dir = context.runs_dir / "comparison"
-table, results = evaluation.compare_runs(run_dirs, test, comparison_dir, n_boot=N_BOOT, seed=SEED, gradcam_images=0)
-evaluation.formatted_summary(list(results.values()))
+settings = report.ComparisonSettings(n_boot=N_BOOT, seed=SEED, gradcam_images=0)
+table, results = report.compare_runs(run_dirs, test, comparison_dir, settings)
+report.formatted_summary(list(results.values()))
 
 # %% [markdown]
 # ## FER2013's own protocol: PrivateTest, PublicTest, the whole folder
@@ -107,10 +108,10 @@ usages = data.test_usages(context.data_path) if SPLIT == "test" else None
 if usages is None:
     print("The test file names do not say PublicTest/PrivateTest: only the whole folder is scored.")
 for name in data.TEST_PROTOCOL_SPLITS if usages is not None else ():
-    print(f"{evaluation.PROTOCOL_ROWS[name]}: {int((usages == name).sum())} images")
+    print(f"{report.PROTOCOL_ROWS[name]}: {int((usages == name).sum())} images")
 
 # %%
-protocol = evaluation.protocol_table(list(results.values()), usages, n_boot=N_BOOT, seed=SEED)
+protocol = report.protocol_table(list(results.values()), usages, n_boot=N_BOOT, seed=SEED)
 protocol.set_index(["model", "test set"])
 
 # %% [markdown]
@@ -121,7 +122,7 @@ protocol.set_index(["model", "test set"])
 # hypothesis of equal accuracy, b and c are a fair coin's split.
 
 # %%
-mcnemar = evaluation.mcnemar_table(list(results.values()))
+mcnemar = report.mcnemar_table(list(results.values()))
 mcnemar.round(4)
 
 # %% [markdown]
@@ -159,7 +160,9 @@ plots.plot_misclassified(test.images, mistakes.y_true, mistakes.proba, test.clas
 # expected calibration error (ECE) in the table above is the average gap.
 
 # %%
-plots.plot_reliability_diagram({name: (result.y_true, result.proba) for name, result in results.items()})
+plots.plot_reliability_diagram(
+    {name: (metrics.reliability_bins(result.y_true, result.proba), result.metrics["ece"]) for name, result in results.items()}
+)
 
 # %% [markdown]
 # ### Grad-CAM: where each model looks
@@ -171,7 +174,7 @@ plots.plot_reliability_diagram({name: (result.y_true, result.proba) for name, re
 sample = [int((test.labels == label).argmax()) for label in range(len(test.class_names))][:GRADCAM_FACES]
 for path in run_dirs:
     run = runs.load_run(path)
-    heatmaps = evaluation.gradcam_heatmaps(run.model, test.images[sample])
+    heatmaps = gradcam.gradcam_heatmaps(run.model, test.images[sample])
     predicted = evaluation.predict_proba(run.model, test.images[sample]).argmax(axis=1)
     titles = [f"true {test.class_names[t]}\npred {run.class_names[p]}" for t, p in zip(test.labels[sample], predicted)]
     display(plots.plot_gradcam(test.images[sample], heatmaps, titles, title=f"Grad-CAM: {run.name}"))
@@ -189,7 +192,7 @@ tta_results = [
 ]
 if len(run_dirs) > 1:
     tta_results.append(evaluation.ensemble_result(tta_results, name="ensemble + TTA", n_boot=N_BOOT, seed=SEED))
-evaluation.formatted_summary(tta_results)
+report.formatted_summary(tta_results)
 
 # %% [markdown]
 # ## Conclusion
@@ -198,8 +201,8 @@ evaluation.formatted_summary(tta_results)
 from IPython.display import Markdown
 
 Markdown(
-    evaluation.protocol_headline(protocol, list(results.values())) + " "
-    + evaluation.comparison_conclusion(list(results.values()), mcnemar, tta_results)
+    report.protocol_headline(protocol, list(results.values())) + " "
+    + report.comparison_conclusion(list(results.values()), mcnemar, tta_results)
 )
 
 # %% [markdown]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from contract_models import tiny_contract_model
 
-from fer_utils import CLASS_NAMES, data, evaluation
+from fer_utils import CLASS_NAMES, data, evaluation, report
 from fer_utils.cli import main
 from fer_utils.runs import save_run
 
@@ -152,8 +152,8 @@ def test_cli_compare_writes_summary_and_figures(runs, demo_root, tmp_path, capsy
 
 
 def test_compare_runs_ensemble_equals_the_average_of_the_runs(runs, test_split, tmp_path):
-    table, results = evaluation.compare_runs(
-        [runs["first"], runs["second"]], test_split, tmp_path, n_boot=20, write_figures=False
+    table, results = report.compare_runs(
+        [runs["first"], runs["second"]], test_split, tmp_path, report.ComparisonSettings(n_boot=20, write_figures=False)
     )
     assert list(table["model"]) == ["tiny-0", "tiny-1", "ensemble"]
     np.testing.assert_allclose(results["ensemble"].proba, (results["tiny-0"].proba + results["tiny-1"].proba) / 2)
@@ -164,7 +164,7 @@ def test_compare_runs_ensemble_equals_the_average_of_the_runs(runs, test_split, 
 def test_compare_expands_a_folder_of_runs_and_fails_early_on_a_mismatch(runs, test_split, tmp_path):
     # The runs' parent folder holds the mismatched run too: nothing is evaluated or written.
     with pytest.raises(ValueError, match="contempt"):
-        evaluation.compare_runs([runs["first"].parent], test_split, tmp_path / "out", n_boot=0)
+        report.compare_runs([runs["first"].parent], test_split, tmp_path / "out", report.ComparisonSettings(n_boot=0))
     assert not (tmp_path / "out" / "summary.json").exists()
     with pytest.raises(FileNotFoundError, match="No model"):
-        evaluation.compare_runs([tmp_path / "missing"], test_split, tmp_path / "out", n_boot=0)
+        report.compare_runs([tmp_path / "missing"], test_split, tmp_path / "out", report.ComparisonSettings(n_boot=0))

@@ -1,4 +1,5 @@
-"""Tests of fer_utils.evaluation: metrics against hand-computed values, CIs, McNemar, TTA, ensembles."""
+"""Tests of fer_utils.metrics, stats, evaluation and the report tables: metrics against hand-computed
+values, CIs, McNemar, TTA, ensembles."""
 
 import math
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as sk_metrics
 
-from fer_utils import CLASS_NAMES, evaluation
+from fer_utils import CLASS_NAMES, evaluation, metrics, report, stats
 from fer_utils.data import Split
 
 # Six images, three classes. Predictions (argmax): 0, 1, 1, 2, 2, 1 against labels 0, 0, 1, 1, 2, 2.
@@ -46,29 +47,29 @@ def _split(images, labels, class_names=CLASS_NAMES):
 # Metrics on fixed predictions
 # ---------------------------------------------------------------------------------------------
 def test_compute_metrics_matches_hand_computed_values():
-    metrics = evaluation.compute_metrics(Y_TRUE, PROBA, NAMES)
-    assert metrics["n"] == 6
-    assert metrics["accuracy"] == pytest.approx(3 / 6)
+    scores = metrics.compute_metrics(Y_TRUE, PROBA, NAMES)
+    assert scores["n"] == 6
+    assert scores["accuracy"] == pytest.approx(3 / 6)
     # Recall is 1/2 for every class.
-    assert metrics["balanced_accuracy"] == pytest.approx(0.5)
+    assert scores["balanced_accuracy"] == pytest.approx(0.5)
     # F1 per class = 2 TP / (2 TP + FP + FN): 2/3, 2/5, 2/4.
-    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 2 / 5 + 2 / 4) / 3)
+    assert scores["macro_f1"] == pytest.approx((2 / 3 + 2 / 5 + 2 / 4) / 3)
     # The true class is among the top two for images 0, 1, 2 and 4.
-    assert metrics["top2_accuracy"] == pytest.approx(4 / 6)
-    assert metrics["log_loss"] == pytest.approx(-np.mean(np.log([0.7, 0.3, 0.5, 0.05, 0.7, 0.25])))
+    assert scores["top2_accuracy"] == pytest.approx(4 / 6)
+    assert scores["log_loss"] == pytest.approx(-np.mean(np.log([0.7, 0.3, 0.5, 0.05, 0.7, 0.25])))
 
 
 def test_metrics_agree_with_scikit_learn():
-    metrics = evaluation.compute_metrics(Y_TRUE, PROBA, NAMES)
+    scores = metrics.compute_metrics(Y_TRUE, PROBA, NAMES)
     predictions = PROBA.argmax(axis=1)
-    assert metrics["macro_f1"] == pytest.approx(sk_metrics.f1_score(Y_TRUE, predictions, average="macro"))
-    assert metrics["balanced_accuracy"] == pytest.approx(sk_metrics.balanced_accuracy_score(Y_TRUE, predictions))
-    assert metrics["log_loss"] == pytest.approx(sk_metrics.log_loss(Y_TRUE, PROBA))
-    assert metrics["top2_accuracy"] == pytest.approx(sk_metrics.top_k_accuracy_score(Y_TRUE, PROBA, k=2))
+    assert scores["macro_f1"] == pytest.approx(sk_metrics.f1_score(Y_TRUE, predictions, average="macro"))
+    assert scores["balanced_accuracy"] == pytest.approx(sk_metrics.balanced_accuracy_score(Y_TRUE, predictions))
+    assert scores["log_loss"] == pytest.approx(sk_metrics.log_loss(Y_TRUE, PROBA))
+    assert scores["top2_accuracy"] == pytest.approx(sk_metrics.top_k_accuracy_score(Y_TRUE, PROBA, k=2))
 
 
 def test_per_class_table_values_and_layout():
-    table = evaluation.per_class_table(Y_TRUE, PROBA, NAMES)
+    table = metrics.per_class_table(Y_TRUE, PROBA, NAMES)
     assert isinstance(table, pd.DataFrame)
     assert list(table.index) == list(NAMES)
     assert list(table.columns) == ["precision", "recall", "f1", "support"]
@@ -79,7 +80,7 @@ def test_per_class_table_values_and_layout():
 
 
 def test_per_class_table_reports_zero_for_a_class_never_predicted_or_present():
-    table = evaluation.per_class_table([0, 0, 1], [0, 0, 0], NAMES)
+    table = metrics.per_class_table([0, 0, 1], [0, 0, 0], NAMES)
     assert table.loc["b", "precision"] == 0.0 and table.loc["b", "recall"] == 0.0
     assert table.loc["c"].tolist() == [0.0, 0.0, 0.0, 0]
 
@@ -89,26 +90,26 @@ def test_macro_f1_averages_only_classes_seen_in_labels_or_predictions():
     y_true, y_pred = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
     proba = np.eye(3)[y_pred]
     expected = sk_metrics.f1_score(y_true, y_pred, average="macro")
-    assert evaluation.compute_metrics(y_true, proba)["macro_f1"] == pytest.approx(expected)
+    assert metrics.compute_metrics(y_true, proba)["macro_f1"] == pytest.approx(expected)
 
 
 def test_confusion_rows_are_true_classes_and_columns_predictions():
-    matrix = evaluation.confusion([0, 0, 0, 2], [1, 1, 1, 2], num_classes=3)
+    matrix = metrics.confusion([0, 0, 0, 2], [1, 1, 1, 2], num_classes=3)
     assert matrix[0, 1] == 3 and matrix[1, 0] == 0
     assert matrix[2, 2] == 1
     np.testing.assert_array_equal(
-        evaluation.confusion(Y_TRUE, PROBA), [[1, 1, 0], [0, 1, 1], [0, 1, 1]]
+        metrics.confusion(Y_TRUE, PROBA), [[1, 1, 0], [0, 1, 1], [0, 1, 1]]
     )
     np.testing.assert_array_equal(
-        evaluation.confusion(Y_TRUE, PROBA), sk_metrics.confusion_matrix(Y_TRUE, PROBA.argmax(1))
+        metrics.confusion(Y_TRUE, PROBA), sk_metrics.confusion_matrix(Y_TRUE, PROBA.argmax(1))
     )
 
 
 def test_row_normalised_confusion_gives_recall_and_zero_rows_for_absent_classes():
-    normalized = evaluation.confusion([0, 0, 0, 1], [0, 0, 1, 1], num_classes=3, normalize="true")
+    normalized = metrics.confusion([0, 0, 0, 1], [0, 0, 1, 1], num_classes=3, normalize="true")
     np.testing.assert_allclose(normalized, [[2 / 3, 1 / 3, 0], [0, 1, 0], [0, 0, 0]])
     with pytest.raises(ValueError, match="normalize"):
-        evaluation.confusion([0], [0], num_classes=2, normalize="all")
+        metrics.confusion([0], [0], num_classes=2, normalize="all")
 
 
 def test_expected_calibration_error_by_hand():
@@ -116,24 +117,24 @@ def test_expected_calibration_error_by_hand():
     # Bin (0.5, 0.75]: 0.7 (right), 0.6 (wrong), 0.7 (right) -> accuracy 2/3 = confidence 2/3, gap 0.
     # Bin (0.75, 1]: 0.8 (wrong) -> gap 0.8.
     expected = 2 / 6 * 0.025 + 3 / 6 * 0.0 + 1 / 6 * 0.8
-    assert evaluation.expected_calibration_error(Y_TRUE, PROBA, n_bins=4) == pytest.approx(expected)
-    bins = evaluation.reliability_bins(Y_TRUE, PROBA, n_bins=4)
+    assert metrics.expected_calibration_error(Y_TRUE, PROBA, n_bins=4) == pytest.approx(expected)
+    bins = metrics.reliability_bins(Y_TRUE, PROBA, n_bins=4)
     assert bins["count"].tolist() == [0, 2, 3, 1]
     assert bins["accuracy"].iloc[2] == pytest.approx(2 / 3)
 
 
 def test_perfectly_confident_and_right_model_has_zero_calibration_error():
     labels = np.array([0, 1, 2, 1])
-    assert evaluation.expected_calibration_error(labels, np.eye(3)[labels]) == pytest.approx(0.0)
+    assert metrics.expected_calibration_error(labels, np.eye(3)[labels]) == pytest.approx(0.0)
 
 
 def test_metrics_reject_mismatched_shapes_and_labels():
     with pytest.raises(ValueError, match="rows"):
-        evaluation.compute_metrics(Y_TRUE[:3], PROBA)
+        metrics.compute_metrics(Y_TRUE[:3], PROBA)
     with pytest.raises(ValueError, match="outside"):
-        evaluation.compute_metrics([0, 5], np.full((2, 3), 1 / 3))
+        metrics.compute_metrics([0, 5], np.full((2, 3), 1 / 3))
     with pytest.raises(ValueError, match="class names"):
-        evaluation.compute_metrics(Y_TRUE, PROBA, ("a", "b"))
+        metrics.compute_metrics(Y_TRUE, PROBA, ("a", "b"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,14 +150,14 @@ def _noisy_predictions(n=600, num_classes=7, accuracy=0.6, seed=1):
 def test_bootstrap_is_deterministic_by_seed_and_contains_the_estimate():
     labels, predictions = _noisy_predictions()
     for metric in ("accuracy", "macro_f1", "balanced_accuracy"):
-        first = evaluation.bootstrap_ci(labels, predictions, metric, n_boot=300, seed=3)
-        again = evaluation.bootstrap_ci(labels, predictions, metric, n_boot=300, seed=3)
-        other = evaluation.bootstrap_ci(labels, predictions, metric, n_boot=300, seed=4)
+        first = stats.bootstrap_ci(labels, predictions, metric, n_boot=300, seed=3)
+        again = stats.bootstrap_ci(labels, predictions, metric, n_boot=300, seed=3)
+        other = stats.bootstrap_ci(labels, predictions, metric, n_boot=300, seed=4)
         assert first == again
         assert (first["low"], first["high"]) != (other["low"], other["high"])
         assert first["low"] < first["estimate"] < first["high"]
         assert first["level"] == 0.95 and first["n_boot"] == 300
-    accuracy = evaluation.bootstrap_ci(labels, predictions, "accuracy", n_boot=300, seed=3)
+    accuracy = stats.bootstrap_ci(labels, predictions, "accuracy", n_boot=300, seed=3)
     assert accuracy["estimate"] == pytest.approx(np.mean(labels == predictions))
     # The normal-approximation half-width for a proportion is about 1.96 * sqrt(p (1 - p) / n).
     half_width = 1.96 * math.sqrt(accuracy["estimate"] * (1 - accuracy["estimate"]) / len(labels))
@@ -165,24 +166,24 @@ def test_bootstrap_is_deterministic_by_seed_and_contains_the_estimate():
 
 def test_vectorised_bootstrap_equals_a_per_resample_loop_with_the_same_seed():
     labels, predictions = _noisy_predictions(n=200)
-    vectorised = evaluation.bootstrap_ci(labels, predictions, "macro_f1", n_boot=120, seed=7, chunk_size=50)
+    vectorised = stats.bootstrap_ci(labels, predictions, "macro_f1", n_boot=120, seed=7, chunk_size=50)
 
     def sklearn_macro_f1(y_true, y_pred):
         return sk_metrics.f1_score(y_true, y_pred, average="macro")
 
-    looped = evaluation.bootstrap_ci(labels, predictions, sklearn_macro_f1, n_boot=120, seed=7)
+    looped = stats.bootstrap_ci(labels, predictions, sklearn_macro_f1, n_boot=120, seed=7)
     for key in ("estimate", "low", "high"):
         assert vectorised[key] == pytest.approx(looped[key])
 
 
 def test_bootstrap_accepts_probabilities_and_rejects_bad_arguments():
-    from_proba = evaluation.bootstrap_ci(Y_TRUE, PROBA, "accuracy", n_boot=50, seed=0)
-    from_labels = evaluation.bootstrap_ci(Y_TRUE, PROBA.argmax(1), "accuracy", n_boot=50, seed=0)
+    from_proba = stats.bootstrap_ci(Y_TRUE, PROBA, "accuracy", n_boot=50, seed=0)
+    from_labels = stats.bootstrap_ci(Y_TRUE, PROBA.argmax(1), "accuracy", n_boot=50, seed=0)
     assert from_proba == from_labels
     with pytest.raises(ValueError, match="level"):
-        evaluation.bootstrap_ci(Y_TRUE, PROBA, level=95)
+        stats.bootstrap_ci(Y_TRUE, PROBA, level=95)
     with pytest.raises(ValueError, match="Unknown metric"):
-        evaluation.bootstrap_ci(Y_TRUE, PROBA, "precision")
+        stats.bootstrap_ci(Y_TRUE, PROBA, "precision")
 
 
 @pytest.mark.parametrize(
@@ -200,7 +201,7 @@ def test_mcnemar_exact_on_known_tables(b, c, expected):
     labels = np.zeros(b + c + both_right + both_wrong, dtype=int)
     pred_a = np.concatenate([np.zeros(b), np.ones(c), np.zeros(both_right), np.ones(both_wrong)]).astype(int)
     pred_b = np.concatenate([np.ones(b), np.zeros(c), np.zeros(both_right), np.ones(both_wrong)]).astype(int)
-    result = evaluation.mcnemar_exact(labels, pred_a, pred_b)
+    result = stats.mcnemar_exact(labels, pred_a, pred_b)
     assert (result["b"], result["c"], result["n_discordant"]) == (b, c, b + c)
     assert result["p_value"] == pytest.approx(expected)
 
@@ -208,8 +209,8 @@ def test_mcnemar_exact_on_known_tables(b, c, expected):
 def test_mcnemar_is_symmetric_in_the_two_models():
     labels, predictions = _noisy_predictions(n=100)
     other = np.where(np.arange(100) % 3 == 0, labels, predictions)
-    forward = evaluation.mcnemar_exact(labels, predictions, other)
-    backward = evaluation.mcnemar_exact(labels, other, predictions)
+    forward = stats.mcnemar_exact(labels, predictions, other)
+    backward = stats.mcnemar_exact(labels, other, predictions)
     assert (forward["b"], forward["c"]) == (backward["c"], backward["b"])
     assert forward["p_value"] == pytest.approx(backward["p_value"])
 
@@ -219,13 +220,13 @@ def test_mcnemar_is_symmetric_in_the_two_models():
 # ---------------------------------------------------------------------------------------------
 def test_align_class_names_reorders_columns_by_name():
     proba = np.array([[0.1, 0.2, 0.7]])
-    aligned = evaluation.align_class_names(proba, ["c", "a", "b"], ["a", "b", "c"])
+    aligned = metrics.align_class_names(proba, ["c", "a", "b"], ["a", "b", "c"])
     np.testing.assert_allclose(aligned, [[0.2, 0.7, 0.1]])
 
 
 def test_class_name_mismatch_is_a_clear_error_naming_both_lists():
     with pytest.raises(ValueError) as error:
-        evaluation.align_class_names(np.zeros((1, 3)), ["a", "b", "x"], ["a", "b", "c"])
+        metrics.align_class_names(np.zeros((1, 3)), ["a", "b", "x"], ["a", "b", "c"])
     message = str(error.value)
     assert "['a', 'b', 'x']" in message and "['a', 'b', 'c']" in message
 
@@ -263,7 +264,7 @@ def test_ensemble_of_two_fixed_models_equals_the_manual_average():
     ensemble = evaluation.evaluate_ensemble([model_a, model_b], split, n_boot=50)
     manual = (proba_a + proba_b) / 2
     np.testing.assert_allclose(ensemble.proba, manual)
-    assert ensemble.metrics == evaluation.compute_metrics(labels, manual, CLASS_NAMES)
+    assert ensemble.metrics == metrics.compute_metrics(labels, manual, CLASS_NAMES)
     np.testing.assert_allclose(evaluation.ensemble_proba([proba_a, proba_b]), manual)
     np.testing.assert_allclose(evaluation.ensemble_proba([proba_a, proba_b], weights=[3, 1]), 0.75 * proba_a + 0.25 * proba_b)
     with pytest.raises(ValueError, match="same shape"):
@@ -309,11 +310,11 @@ def test_result_to_dict_is_json_ready():
 def test_summary_and_mcnemar_tables():
     first = evaluation.evaluate_proba(Y_TRUE, PROBA, NAMES, name="first", n_boot=20, n_params=10, training_time_s=5.0)
     second = evaluation.evaluate_proba(Y_TRUE, np.eye(3)[Y_TRUE], NAMES, name="second", n_boot=20)
-    summary = evaluation.summary_table([first, second])
+    summary = report.summary_table([first, second])
     assert summary["model"].tolist() == ["first", "second"]
     assert {"parameters", "training_time_s", "images_per_s", "accuracy_ci_low", "macro_f1_ci_high", "f1_a"} <= set(summary)
     assert summary.loc[1, "accuracy"] == 1.0
-    table = evaluation.mcnemar_table([first, second])
+    table = report.mcnemar_table([first, second])
     assert table.loc[0, ["b", "c"]].tolist() == [0, 3]
     assert table.loc[0, "p_value"] == pytest.approx(0.25)
     assert table.loc[0, "p_value_holm"] == pytest.approx(0.25)  # a single pair: nothing to adjust
@@ -324,8 +325,8 @@ def test_summary_and_mcnemar_tables():
 
 def test_holm_adjustment_by_hand():
     # Sorted p-values 0.01, 0.02, 0.04 are multiplied by 3, 2, 1 and made non-decreasing.
-    np.testing.assert_allclose(evaluation.holm_adjust([0.04, 0.01, 0.02]), [0.04, 0.03, 0.04])
-    np.testing.assert_allclose(evaluation.holm_adjust([0.5, 0.6]), [1.0, 1.0])
+    np.testing.assert_allclose(stats.holm_adjust([0.04, 0.01, 0.02]), [0.04, 0.03, 0.04])
+    np.testing.assert_allclose(stats.holm_adjust([0.5, 0.6]), [1.0, 1.0])
 
 
 def test_training_time_from_config_variants():
@@ -338,7 +339,7 @@ def test_training_time_from_config_variants():
 def test_comparison_conclusion_is_computed_from_results():
     import numpy as np
 
-    from fer_utils import evaluation
+    from fer_utils import evaluation, report
 
     y_true = np.array([0, 1, 2, 0, 1, 2, 0, 1])
     good = np.eye(3)[y_true] * 0.9 + 0.1 / 3
@@ -347,8 +348,8 @@ def test_comparison_conclusion_is_computed_from_results():
     class_names = ("a", "b", "c")
     result_good = evaluation.evaluate_proba(y_true, good, class_names, name="good", n_boot=50, images_per_second=100.0)
     result_worse = evaluation.evaluate_proba(y_true, worse, class_names, name="worse", n_boot=50, images_per_second=300.0)
-    mcnemar = evaluation.mcnemar_table([result_good, result_worse])
-    text = evaluation.comparison_conclusion([result_good, result_worse], mcnemar)
+    mcnemar = report.mcnemar_table([result_good, result_worse])
+    text = report.comparison_conclusion([result_good, result_worse], mcnemar)
     assert "**good** is the most accurate" in text
     assert "accuracy 100.0%" in text
     assert "worse reaches 62.5%" in text
@@ -359,18 +360,18 @@ def test_comparison_conclusion_is_computed_from_results():
 def test_chance_test_rejects_a_collapsed_model_and_accepts_a_learned_one():
     import numpy as np
 
-    from fer_utils import evaluation
+    from fer_utils import stats
 
     y_true = np.array([0] * 30 + [1] * 10 + [2] * 10)
-    collapsed = evaluation.chance_test(y_true, np.zeros_like(y_true))
+    collapsed = stats.chance_test(y_true, np.zeros_like(y_true))
     assert collapsed["accuracy"] == 0.6
     assert collapsed["chance_accuracy"] == 0.6  # always the largest class is exactly chance
     assert collapsed["p_value"] > 0.5
     learned = y_true.copy()
     learned[:5] = 1  # 45 of 50 right
-    result = evaluation.chance_test(y_true, learned)
+    result = stats.chance_test(y_true, learned)
     assert result["correct"] == 45
     assert result["chance_accuracy"] == pytest.approx((25 / 50) * (30 / 50) + (15 / 50) * (10 / 50) + (10 / 50) * (10 / 50))
     assert result["p_value"] < 1e-6
     with pytest.raises(ValueError, match="equally long"):
-        evaluation.chance_test(y_true, learned[:-1])
+        stats.chance_test(y_true, learned[:-1])

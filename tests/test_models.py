@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fer_utils import CLASS_NAMES, evaluation, models, phases
+from fer_utils import CLASS_NAMES, gradcam, models, phases
 from helpers import write_notop_weights
 
 CONTRACT_LAYERS = [
@@ -29,7 +29,7 @@ def test_every_backbone_builds_with_the_contract_structure(backbone):
     probabilities = model.predict(_faces(), verbose=0)
     assert probabilities.shape == (3, 7)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
-    gradcam_layer = model.get_layer("backbone").get_layer(evaluation.default_gradcam_layer(model))
+    gradcam_layer = model.get_layer("backbone").get_layer(gradcam.default_gradcam_layer(model))
     assert len(gradcam_layer.output.shape) == 4
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from fer_utils import CLASS_NAMES, evaluation, plots
+from fer_utils import CLASS_NAMES, metrics, plots
 
 
 def _history(offset=0.0):
@@ -65,7 +65,7 @@ def test_validation_curves_show_one_line_per_run():
 
 def test_confusion_matrices_side_by_side_and_row_normalised():
     labels, proba = _predictions()
-    matrix = evaluation.confusion(labels, proba, 7)
+    matrix = metrics.confusion(labels, proba, 7)
     figure = plots.plot_confusion_matrices({"model A": matrix, "model B": matrix}, CLASS_NAMES)
     assert [axis.get_title() for axis in figure.axes] == ["model A", "model B"]
     assert figure.axes[0].get_xlabel() == "Predicted class" and figure.axes[0].get_ylabel() == "True class"
@@ -78,7 +78,7 @@ def test_confusion_matrices_side_by_side_and_row_normalised():
 
 def test_per_class_f1_bars_for_several_models():
     labels, proba = _predictions()
-    table = evaluation.per_class_table(labels, proba, CLASS_NAMES)
+    table = metrics.per_class_table(labels, proba, CLASS_NAMES)
     figure = plots.plot_per_class_f1({"A": table, "B": table.assign(f1=table["f1"] / 2)})
     (axis,) = figure.axes
     assert axis.get_ylabel() == "F1 score" and axis.get_title() == "Per-class F1"
@@ -109,14 +109,16 @@ def test_misclassified_gallery_without_mistakes_says_so():
 
 def test_reliability_diagram_has_curves_with_ece_in_the_legend():
     labels, proba = _predictions()
-    figure = plots.plot_reliability_diagram({"A": (labels, proba)}, n_bins=10)
+    ece = metrics.expected_calibration_error(labels, proba, n_bins=10)
+    figure = plots.plot_reliability_diagram({"A": (metrics.reliability_bins(labels, proba, n_bins=10), ece)})
     curve_axis, count_axis = figure.axes
     assert curve_axis.get_title() == "Reliability diagram"
     assert curve_axis.get_ylabel() == "Accuracy"
     assert count_axis.get_xlabel() == "Confidence (top predicted probability)"
-    ece = evaluation.expected_calibration_error(labels, proba, n_bins=10)
     legend = [text.get_text() for text in curve_axis.get_legend().get_texts()]
     assert legend == ["Perfect calibration", f"A (ECE {ece:.3f})"]
+    with pytest.raises(ValueError, match="reliability_bins"):
+        plots.plot_reliability_diagram({"A": (labels, proba)})  # raw predictions: the caller computes the bins
 
 
 def test_gradcam_figure_has_faces_and_overlays():

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from fer_utils import data, evaluation
+from fer_utils import data, evaluation, report
 
 
 def test_demo_test_folder_splits_into_public_and_private_by_file_name(demo_root):
@@ -54,24 +54,24 @@ def test_protocol_table_has_private_public_and_whole_rows_with_intervals():
     proba /= proba.sum(axis=1, keepdims=True)
     result = evaluation.evaluate_proba(y_true, proba, [str(i) for i in range(7)], name="m", n_boot=0)
     usages = np.array(["public_test", "private_test"] * 100)
-    table = evaluation.protocol_table([result], usages, n_boot=50, seed=0)
+    table = report.protocol_table([result], usages, n_boot=50, seed=0)
     assert list(table["test set"]) == ["PrivateTest", "PublicTest", "whole test folder"]
     assert list(table["images"]) == [100, 100, 200]
     assert list(table["comparable to papers"]) == ["yes", "no", "no"]
     assert all("[" in cell for cell in table["accuracy [95% CI]"])
     private_accuracy = float((proba.argmax(1) == y_true)[usages == "private_test"].mean())
     assert table["accuracy [95% CI]"][0].startswith(f"{private_accuracy:.3f}")
-    assert list(evaluation.protocol_table([result], None, n_boot=0)["test set"]) == ["whole test folder"]
+    assert list(report.protocol_table([result], None, n_boot=0)["test set"]) == ["whole test folder"]
     with pytest.raises(ValueError, match="usages has 3 entries"):
-        evaluation.protocol_table([result], usages[:3], n_boot=0)
+        report.protocol_table([result], usages[:3], n_boot=0)
 
 
 def test_protocol_headline_names_privatetest_or_says_it_is_not_the_papers_split():
     rng = np.random.default_rng(2)
     y_true = rng.integers(0, 7, 60)
     result = evaluation.evaluate_proba(y_true, rng.dirichlet(np.ones(7), 60), [str(i) for i in range(7)], name="m", n_boot=0)
-    with_names = evaluation.protocol_table([result], np.array(["public_test", "private_test"] * 30), n_boot=0)
-    assert "PrivateTest set" in evaluation.protocol_headline(with_names, [result])
-    assert "30 images here, 3,589 in FER2013" in evaluation.protocol_headline(with_names, [result])
-    without = evaluation.protocol_table([result], None, n_boot=0)
-    assert "not the split papers report" in evaluation.protocol_headline(without, [result])
+    with_names = report.protocol_table([result], np.array(["public_test", "private_test"] * 30), n_boot=0)
+    assert "PrivateTest set" in report.protocol_headline(with_names, [result])
+    assert "30 images here, 3,589 in FER2013" in report.protocol_headline(with_names, [result])
+    without = report.protocol_table([result], None, n_boot=0)
+    assert "not the split papers report" in report.protocol_headline(without, [result])
