@@ -33,4 +33,16 @@ __version__ = "0.1.0"
 # and table in the project uses this order; folder names are mapped onto it by name.
 CLASS_NAMES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
-__all__ = ["CLASS_NAMES", "__version__"]
+
+
+def load_pretrained():
+    """The FER2013 model that ships with the package, as a `keras.Model` (see `fer_utils.pretrained`).
+
+    Raw 48x48x1 grayscale faces (pixels 0..255) in, probabilities of `CLASS_NAMES` out.
+    """
+    from fer_utils.pretrained import load_pretrained as load
+
+    return load()
+
+
+__all__ = ["CLASS_NAMES", "__version__", "load_pretrained"]

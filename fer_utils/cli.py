@@ -130,7 +130,9 @@ def _run_train(args):
 # ---------------------------------------------------------------------------------------------
 def _add_evaluate_parser(subparsers):
     parser = subparsers.add_parser("evaluate", help="Evaluate a saved model on a labelled split.")
-    parser.add_argument("--model", required=True, help="Run folder (holding model.keras) or a .keras file.")
+    parser.add_argument("--model", required=True,
+                        help="Run folder (holding model.keras), a .keras file, or builtin (the model that ships "
+                             "with fer_utils).")
     parser.add_argument("--data", required=True, help="Dataset root, fer2013.csv, or a single labelled split folder.")
     parser.add_argument("--split", default="test", help="Split of a dataset root to evaluate on (default: test).")
     parser.add_argument("--tta", action="store_true", help="Average the predictions on each face and its mirror image.")
@@ -145,10 +147,10 @@ def _add_evaluate_parser(subparsers):
 def _run_evaluate(args):
     from fer_utils import data, evaluation, report
     from fer_utils.files import atomic_write_json
-    from fer_utils.runs import load_run
+    from fer_utils.loading import load_model
 
     # The model first: a wrong path fails at once, before any image is decoded.
-    run = load_run(args.model)
+    run = load_model(args.model)
     split = data.load_labelled(args.data, split=args.split, cache=not args.no_cache, progress=True)
     result = evaluation.evaluate_model(
         run, split, tta=args.tta, batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed
@@ -168,7 +170,7 @@ def _run_evaluate(args):
 def _add_compare_parser(subparsers):
     parser = subparsers.add_parser("compare", help="Compare several runs (and their ensemble).")
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
-                        help="Run folders, .keras files, or a folder holding run folders.")
+                        help="Run folders, .keras files, a folder holding run folders, or builtin.")
     parser.add_argument("--data", required=True, help="Dataset root, fer2013.csv, or a single labelled split folder.")
     parser.add_argument("--split", default="test", help="Split of a dataset root to evaluate on (default: test).")
     parser.add_argument("--out", required=True, help="Folder for summary.md, summary.json and the figures.")
@@ -205,7 +207,9 @@ def _run_compare(args):
 # ---------------------------------------------------------------------------------------------
 def _add_predict_parser(subparsers):
     parser = subparsers.add_parser("predict", help="Detect and classify faces in a photo or video.")
-    parser.add_argument("--model", required=True, help="Run folder (holding model.keras) or a .keras file.")
+    parser.add_argument("--model", default="builtin",
+                        help="Run folder (holding model.keras) or a .keras file (default: builtin, the model "
+                             "that ships with fer_utils, trained on FER2013).")
     parser.add_argument("input", metavar="IMAGE_OR_VIDEO",
                         help="A photo, a video file (.mp4 .avi .mov .mkv), or a webcam index such as 0.")
     parser.add_argument("--out", help="Write the annotated photo or video here.")
@@ -218,8 +222,7 @@ def _add_predict_parser(subparsers):
 def _run_predict(args):
     from pathlib import Path
 
-    from fer_utils import faces, video
-    from fer_utils.runs import load_run
+    from fer_utils import faces, loading, video
 
     # Check the input before loading the model, so that a wrong path fails at once.
     is_webcam = args.input.isdigit()
@@ -228,7 +231,8 @@ def _run_predict(args):
     if is_webcam or video.is_video_path(args.input):
         if not is_webcam:
             _refuse_overwriting_input(args.out, args.input)
-        run = load_run(args.model)
+        run = loading.load_model(args.model)
+        print(f"Model: {loading.describe(run)}")
         options = video.VideoOptions(
             class_names=run.class_names, max_frames=args.max_frames, every_n=args.every_n, min_size=args.min_size
         )
@@ -242,7 +246,8 @@ def _run_predict(args):
     _refuse_overwriting_input(args.out, args.input)
     if args.out and Path(args.out).suffix.lower() not in faces.IMAGE_SUFFIXES:
         raise ValueError(f"--out '{args.out}' must be an image file ({', '.join(faces.IMAGE_SUFFIXES)}).")
-    run = load_run(args.model)
+    run = loading.load_model(args.model)
+    print(f"Model: {loading.describe(run)}")
     predictions = faces.predict_faces(run.model, image, run.class_names, min_size=args.min_size)
     print(f"Image: {args.input}  ({len(predictions)} face(s), model {run.name}, detector: {faces.resolve_detector()})")
     if not predictions:

@@ -223,7 +223,7 @@ def evaluate_model(
     with TTA each image is classified twice, which roughly halves it).
     """
     images, labels, data_class_names = split_arrays(split)
-    from fer_utils.runs import load_model
+    from fer_utils.loading import load_model
 
     loaded = load_model(model_or_run, class_names, name)
     model, model_class_names, display_name, config = loaded.model, loaded.class_names, loaded.name, loaded.config

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_utils import CLASS_NAMES
-from fer_utils.runs import load_model
+from fer_utils.loading import load_model
 
 FACE_SIZE = 48
 CASCADE_FILE = "haarcascade_frontalface_default.xml"

@@ -70,7 +70,7 @@ def compare_runs(
     Returns (summary DataFrame, {name: EvaluationResult}). Models are loaded and evaluated one at
     a time and not kept in memory; a missing run or a class mismatch fails before any evaluation.
     """
-    from fer_utils.runs import load_run
+    from fer_utils.loading import load_model
 
     images, labels, data_class_names = split_arrays(split)
     paths = check_runs(run_dirs, data_class_names)
@@ -82,7 +82,7 @@ def compare_runs(
     notes: list[str] = []
     gradcam_sample = _gradcam_sample(labels, settings.gradcam_images) if settings.write_figures else np.zeros(0, np.int64)
     for path in paths:
-        run = load_run(path)
+        run = load_model(path)
         name = _unique_names([*(result.name for result in results), run.name])[-1]
         result = evaluate_model(
             run, split, tta=settings.tta, batch_size=settings.batch_size, n_boot=settings.n_boot,
@@ -131,8 +131,8 @@ def compare_runs(
     return summary, {result.name: result for result in results}
 
 
-def check_runs(run_dirs: Sequence, class_names: Sequence[str] | None = None) -> list[Path]:
-    """Expand and check run paths without loading any model; return the run paths.
+def check_runs(run_dirs: Sequence, class_names: Sequence[str] | None = None) -> list:
+    """Expand and check run paths (or "builtin") without loading any model; return them.
 
     Raises FileNotFoundError for a path without a model, and (when `class_names` is given)
     ValueError for a run whose class_names.json / config.json names other classes.
@@ -145,12 +145,20 @@ def check_runs(run_dirs: Sequence, class_names: Sequence[str] | None = None) -> 
     return paths
 
 
-def expand_run_dirs(paths: Sequence) -> list[Path]:
-    """Run folders from paths that are run folders, .keras files, or folders holding run folders."""
+def expand_run_dirs(paths: Sequence) -> list:
+    """Run folders from paths that are run folders, .keras files, or folders holding run folders.
+
+    The name "builtin" (the model that ships with the package) stays as it is.
+    """
+    from fer_utils.pretrained import BUILTIN
     from fer_utils.runs import find_runs, is_run_dir
 
-    expanded: list[Path] = []
-    for path in map(Path, paths):
+    expanded: list = []
+    for path in paths:
+        if str(path) == BUILTIN:
+            expanded.append(BUILTIN)
+            continue
+        path = Path(path)
         if path.is_dir() and not is_run_dir(path) and find_runs(path):
             expanded.extend(find_runs(path))
         else:
@@ -160,8 +168,14 @@ def expand_run_dirs(paths: Sequence) -> list[Path]:
 
 def _check_run_classes(path: Path, data_class_names: Sequence[str] | None) -> None:
     """Raise FileNotFoundError / ValueError for a path that is no run, or a run trained on other classes."""
+    from fer_utils import pretrained
     from fer_utils.runs import MODEL_FILE, load_history, read_class_names, read_config, read_val_metrics
 
+    if path == pretrained.BUILTIN:
+        names = pretrained.description()["class_names"]
+        if data_class_names is not None:
+            align_class_names(np.zeros((0, len(names))), names, data_class_names)
+        return
     path = Path(path)
     model_path = path / MODEL_FILE if path.is_dir() else path
     if not model_path.is_file():

@@ -464,44 +464,6 @@ def load_run(path: str | os.PathLike, compile: bool = False) -> Run:
     )
 
 
-def load_model(source, class_names=None, name: str | None = None, compile: bool = False) -> Run:
-    """The one way to get a model to evaluate or predict with, from whatever the caller holds.
-
-    `source` is a Keras model, a `Run`, a run folder or a `.keras` file. `class_names` (in the
-    model's output order) overrides the stored ones; without them an in-memory model must have one
-    output per FER2013 class. `name` overrides the display name. Returns a `Run`; its `path` is
-    None for an in-memory model, and its config is then empty.
-    """
-    from fer_utils import CLASS_NAMES
-
-    if isinstance(source, (str, os.PathLike)):
-        source = load_run(source, compile=compile)
-    if isinstance(source, Run):
-        run = source
-    else:
-        if not hasattr(source, "predict"):
-            raise ValueError(
-                f"Expected a Keras model, a run folder or a .keras path; got {type(source).__name__}."
-            )
-        run = Run(path=None, model=source, config={}, history=None, class_names=tuple(CLASS_NAMES), val_metrics={})
-        if class_names is None and int(source.output_shape[-1]) != len(CLASS_NAMES):
-            raise ValueError(
-                f"The model has {int(source.output_shape[-1])} outputs; pass class_names (in output order) to use it."
-            )
-    if class_names is not None:
-        class_names = tuple(class_names)
-        outputs = int(run.model.output_shape[-1])
-        if outputs != len(class_names):
-            raise ValueError(
-                f"The model has {outputs} outputs but {len(class_names)} class names were given "
-                f"({list(class_names)}); pass the class names in the model's output order."
-            )
-        run = dataclasses.replace(run, class_names=class_names)
-    if name:
-        run = dataclasses.replace(run, config={**run.config, "name": str(name)})
-    return run
-
-
 def load_keras_model(model_path: str | os.PathLike, compile: bool = False):
     """`keras.models.load_model` in safe mode; a file Keras cannot read raises a ValueError naming it."""
     import keras

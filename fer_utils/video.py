@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fer_utils import faces
-from fer_utils.runs import load_model
+from fer_utils.loading import load_model
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 

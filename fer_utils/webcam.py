@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_utils import environment, faces
-from fer_utils.runs import load_model
+from fer_utils.loading import load_model
 
 FRONT_END = Path(__file__).resolve().parent / "static" / "webcam.js"
 # Browser-side defaults: frames are downscaled to this width before encoding (the detectors find
@@ -52,7 +52,7 @@ def process_frame(
     Args:
         jpeg_bytes: the encoded image, as sent by the front end.
         model: a Keras model or a `fer_utils.runs.Run` (a run folder / .keras path works too, but
-            is loaded on every call: load it once with `runs.load_model` in a loop).
+            is loaded on every call: load it once with `loading.load_model` in a loop).
         class_names: the model's class order (defaults as in `faces.predict_faces`).
         detector, min_size: see `faces.detect_faces`.
 

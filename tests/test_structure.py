@@ -11,9 +11,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Cycles that exist today and are being removed; each entry is a cycle as find_cycles returns it.
-# Empty this once the fix is merged: the test then fails on any cycle at all.
-KNOWN_CYCLES_TO_REMOVE = {("data", "demo")}
+# Every module's layer: a module may import modules of its own layer or of lower ones only, so the
+# imports point one way, from what users call down to the helpers.
+LAYERS = {
+    "entry points": (4, {"__main__", "cli", "notebook", "training_notebook", "webcam"}),
+    "jobs": (3, {"training", "report", "video"}),
+    "building blocks": (2, {
+        "data", "demo", "exploration", "augmentation", "models", "training_config", "phases", "callbacks",
+        "checkpoints", "runs", "loading", "pretrained", "metrics", "stats", "evaluation", "gradcam", "plots",
+        "faces", "environment",
+    }),
+    "helpers": (1, {"__init__", "files", "progress", "backend"}),
+}
 
 
 def _load_import_graph_tool():
@@ -30,15 +39,17 @@ def tool():
 
 def test_fer_utils_has_no_import_cycles(tool):
     graph = tool.import_graph(ROOT / "fer_utils")
-    cycles = set(tool.find_cycles(graph)) - KNOWN_CYCLES_TO_REMOVE
+    cycles = set(tool.find_cycles(graph))
     assert not cycles, "Import cycles in fer_utils:\n" + "\n".join(tool.format_cycle(cycle) for cycle in sorted(cycles))
 
 
-def test_known_cycles_still_exist_or_the_list_is_emptied(tool):
-    # A known cycle that is gone must leave the list, so that it cannot come back unnoticed.
-    cycles = set(tool.find_cycles(tool.import_graph(ROOT / "fer_utils")))
-    fixed = KNOWN_CYCLES_TO_REMOVE - cycles
-    assert not fixed, f"These cycles are gone; remove them from KNOWN_CYCLES_TO_REMOVE: {sorted(fixed)}"
+def test_imports_point_from_entry_points_down_to_helpers(tool):
+    graph = tool.import_graph(ROOT / "fer_utils")
+    layer_of = {module: level for level, modules in LAYERS.values() for module in modules}
+    assert set(graph) == set(layer_of), f"Give these modules a layer: {sorted(set(graph) ^ set(layer_of))}"
+    upward = [f"{module} -> {target}" for module, targets in graph.items() for target in targets
+              if layer_of[target] > layer_of[module]]
+    assert not upward, f"Imports that point up a layer: {upward}"
 
 
 def test_plots_compute_nothing_and_import_no_metrics(tool):
