@@ -318,10 +318,10 @@ def protocol_headline(protocol: pd.DataFrame, results: Sequence[EvaluationResult
     rows = protocol[protocol["model"] == best].set_index("test set")
     if "PrivateTest" in rows.index:
         row = rows.loc["PrivateTest"]
-        return (f"**Headline: {best} scores {row[level]} accuracy ({level[9:-1]}) on the PrivateTest set** "
+        return (f"**Headline: {best} scores {row[level]} accuracy ({level[10:-1]}) on the PrivateTest set** "
                 f"({row['images']:,} images here, 3,589 in FER2013): the number comparable to published results.")
     row = rows.loc["whole test folder"]
-    return (f"**{best} scores {row[level]} accuracy ({level[9:-1]}) on the whole test folder** ({row['images']:,} images); "
+    return (f"**{best} scores {row[level]} accuracy ({level[10:-1]}) on the whole test folder** ({row['images']:,} images); "
             "its file names do not say PublicTest/PrivateTest, so this is not the split papers report.")
 
 

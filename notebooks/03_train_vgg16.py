@@ -77,11 +77,12 @@ if SMOKE:
 import sys
 
 # On Colab and Kaggle, install fer_utils from the repository. --no-deps keeps the platform's own
-# TensorFlow, Keras, NumPy and CUDA stack; the second line adds the face detector they lack.
+# TensorFlow, Keras, NumPy and CUDA stack; the second line adds the face detector (and the webcam
+# widget library) they may lack.
 # notebook.setup then checks every library against fer_utils' supported range.
 if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     # %pip install --quiet --no-deps "git+https://github.com/fer-notebooks/fer-notebooks.git"
-    # %pip install --quiet "mtcnn>=1.0" "lz4>=4.3"
+    # %pip install --quiet "mtcnn>=1.0" "lz4>=4.3" "anywidget>=0.9.21"
 
 from fer_utils import notebook
 from fer_utils import data, evaluation, plots, report, training, training_notebook
