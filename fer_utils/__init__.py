@@ -10,6 +10,7 @@ The package is split by concern:
 - `fer_utils.evaluation`: metrics, confidence intervals, McNemar, ensembles, TTA, comparison.
 - `fer_utils.plots`: matplotlib figures.
 - `fer_utils.faces`: face detection and prediction on photos and video.
+- `fer_utils.export`: ONNX, LiteRT and SavedModel exports, and their runtimes.
 - `fer_utils.cli`: the `python -m fer_utils` command line.
 
 Importing the package is cheap: nothing heavy (TensorFlow, Keras) is imported here.

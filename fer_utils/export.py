@@ -179,21 +179,25 @@ def _quiet_converter_logs():
             logger.setLevel(level)
 
 
-def load_exported(path: str | os.PathLike, format: str) -> Callable[[np.ndarray], np.ndarray]:
+def load_exported(path: str | os.PathLike, format: str, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """Load an export with its own runtime; return a function mapping images to probabilities.
 
     The function takes a batch like the Keras model's input, (batch, 48, 48, 1) or (batch, 48, 48)
     pixels 0..255, and returns float32 probabilities of shape (batch, classes). Runtimes: ONNX
     Runtime (CPU) for `onnx`, the LiteRT interpreter (`ai_edge_litert`) for `litert`, and
-    `keras.layers.TFSMLayer` for `saved_model`. A missing runtime raises ValueError with the pip command.
+    `keras.layers.TFSMLayer` for `saved_model`. `threads` sets the CPU threads of ONNX Runtime and
+    LiteRT (None: each runtime's default; the SavedModel runs on TensorFlow's own thread pool).
+    A missing runtime raises ValueError with the pip command.
     """
     check_format(format)
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"No {format} export at '{path}'. Write one with `python -m fer_utils export`.")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}.")
     require_packages(format, "run")
     loaders = {"onnx": _onnx_runner, "litert": _litert_runner, "saved_model": _saved_model_runner}
-    return loaders[format](path)
+    return loaders[format](path, threads)
 
 
 def as_batch(images) -> np.ndarray:
@@ -206,10 +210,13 @@ def as_batch(images) -> np.ndarray:
     return batch
 
 
-def _onnx_runner(path: Path):
+def _onnx_runner(path: Path, threads: int | None):
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
 
     def predict(images) -> np.ndarray:
@@ -219,10 +226,10 @@ def _onnx_runner(path: Path):
     return predict
 
 
-def _litert_runner(path: Path):
+def _litert_runner(path: Path, threads: int | None):
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path))
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
     input_index = interpreter.get_input_details()[0]["index"]
     output_index = interpreter.get_output_details()[0]["index"]
     interpreter.allocate_tensors()
@@ -240,7 +247,7 @@ def _litert_runner(path: Path):
     return predict
 
 
-def _saved_model_runner(path: Path):
+def _saved_model_runner(path: Path, threads: int | None):
     import keras
 
     layer = keras.layers.TFSMLayer(str(path), call_endpoint="serve")

@@ -60,7 +60,7 @@ def exports(model, tmp_path_factory):
 @pytest.mark.parametrize("format", export.FORMATS)
 def test_each_export_gives_the_keras_probabilities_with_its_own_runtime(format, exports, faces, keras_probabilities):
     path = exports(format)
-    predict = export.load_exported(path, format)
+    predict = export.load_exported(path, format, threads=1)
     probabilities = predict(faces)
     assert probabilities.shape == (64, len(CLASS_NAMES))
     assert probabilities.dtype == np.float32
@@ -178,6 +178,12 @@ def test_missing_converter_or_runtime_names_the_pip_command(monkeypatch, tmp_pat
 def test_missing_export_file_is_a_file_not_found_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m fer_utils export"):
         export.load_exported(tmp_path / "model.tflite", "litert")
+
+
+def test_threads_must_be_positive(tmp_path):
+    (tmp_path / "model.tflite").write_bytes(b"")
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        export.load_exported(tmp_path / "model.tflite", "litert", threads=0)
 
 
 def test_a_failed_export_leaves_no_file_behind(model, tmp_path, monkeypatch):
