@@ -1,8 +1,10 @@
 """Export a trained model to the formats deployment runtimes read, and load those exports back.
 
-Three formats, each written by Keras 3's `Model.export`:
+Three formats, written by Keras 3's `Model.export`, except ONNX on the TensorFlow backend:
 
-- `onnx`: one `.onnx` file for ONNX Runtime (written with tf2onnx on the TensorFlow backend).
+- `onnx`: one `.onnx` file for ONNX Runtime, written with tf2onnx from the frozen graph
+  (`fer_utils.backend.export_onnx`; Keras's exporter leaves the fixed mean and variance of the
+  VGG16/ResNet50 preprocessing as unfed graph inputs).
 - `litert`: one `.tflite` file for LiteRT, formerly TensorFlow Lite (Android, iOS, microcontrollers).
 - `saved_model`: a TensorFlow SavedModel folder (TF Serving, TensorFlow.js converter, `TFSMLayer`).
 
@@ -128,7 +130,12 @@ def export_model(model, path: str | os.PathLike, format: str, overwrite: bool = 
         temporary = temporary_path(path, suffix=TEMPORARY_SUFFIX + SUFFIXES[format])
     try:
         with _quiet_converter_logs():
-            inference.export(str(temporary), format=_KERAS_FORMATS[format], verbose=False, input_signature=signature)
+            if format == "onnx" and keras.backend.backend() == "tensorflow":
+                from fer_utils import backend
+
+                backend.export_onnx(inference, temporary, inference.input_shape[1:])
+            else:
+                inference.export(str(temporary), format=_KERAS_FORMATS[format], verbose=False, input_signature=signature)
         _move_into_place(temporary, path)
     except BaseException:
         _remove(temporary)
@@ -162,11 +169,11 @@ def _remove(path: Path) -> None:
 
 @contextlib.contextmanager
 def _quiet_converter_logs():
-    """Lower tf2onnx's and absl's loggers to errors while a converter runs (they log every rewrite).
+    """Lower the tf2onnx, absl and tensorflow loggers to errors while a converter runs (they log every rewrite).
 
     Keras's numpy-2 patch of tf2onnx probes `np.object`, which makes numpy warn; that is silenced too.
     """
-    loggers = [logging.getLogger(name) for name in ("tf2onnx", "absl")]
+    loggers = [logging.getLogger(name) for name in ("tf2onnx", "absl", "tensorflow")]
     levels = [logger.level for logger in loggers]
     try:
         for logger in loggers:

@@ -79,9 +79,30 @@ def test_onnx_file_has_one_pixel_input_with_a_free_batch_and_no_random_ops(expor
     assert not [node.op_type for node in graph.node if "Random" in node.op_type]
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (model_input,) = session.get_inputs()
+    assert model_input.name == "pixels" and session.get_outputs()[0].name == "probabilities"
     assert model_input.type == "tensor(float)"
     assert model_input.shape[1:] == [48, 48, 1] and not isinstance(model_input.shape[0], int)
     assert session.get_outputs()[0].shape[1] == len(CLASS_NAMES)
+
+
+def test_onnx_keeps_fixed_normalization_constants_inside_the_graph(tmp_path):
+    # VGG16 and ResNet50 preprocess with a Normalization layer of fixed mean and variance; Keras's
+    # own ONNX exporter leaves those as extra, unfed graph inputs.
+    _skip_without("onnx")
+    import keras
+
+    pixels = keras.Input((8, 8, 1), name="pixels")
+    x = keras.layers.Concatenate(name="gray_to_rgb")([pixels, pixels, pixels])
+    x = keras.layers.Normalization(mean=[103.9, 116.8, 123.7], variance=[1.0, 1.0, 1.0], name="preprocess")(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(3, activation="softmax", kernel_initializer="glorot_uniform")(keras.layers.Rescaling(0.01)(x))
+    model = keras.Model(pixels, outputs)
+    path = export.export_model(model, tmp_path / "normalized.onnx", "onnx")
+    import onnxruntime
+
+    assert [i.name for i in onnxruntime.InferenceSession(str(path)).get_inputs()] == ["pixels"]
+    images = np.random.default_rng(0).uniform(0, 255, (5, 8, 8, 1)).astype(np.float32)
+    assert export.max_difference(model, export.load_exported(path, "onnx"), images) <= TOLERANCE
 
 
 def test_litert_file_read_by_the_interpreter_takes_raw_48x48_pixels(exports, faces, keras_probabilities):
