@@ -3,7 +3,7 @@
 VGG16 at 48 px with random weights (`weights=None`: throughput does not depend on the weights),
 10 head epochs, on a fixed stratified subset of FER2013's train split (default 2,000 train +
 500 validation images; the seed-style path on the full 28k images would take about an hour per
-run on a 2-core CPU). Both paths go through `fer_utils.training.train_model` with the same
+run on a 2-core CPU). Both paths go through `fer_utils.training.train` with the same
 config except `head_mode`, so the figures include everything a user waits for: the cached path's
 feature extraction as well as its head epochs.
 
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
                 head_mode=mode, batch_size=args.batch_size, patience=0, seed=0,
             )
             started = time.perf_counter()
-            run_dir = training.train_model(train, val, config, Path(scratch) / mode, progress=2)
+            run_dir = training.train((train, val), config, Path(scratch) / mode, progress=2)
             total = time.perf_counter() - started
             run_config = json.loads((run_dir / "config.json").read_text())
             phase = run_config["phases"][0]

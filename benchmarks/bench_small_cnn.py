@@ -80,7 +80,8 @@ def main(argv=None) -> int:
     phase = run.config["phases"][0]
     print()
     print(f"small_cnn: {run.config['n_params']:,} parameters, keras {keras.__version__}")
-    print(f"train/val: {run.config['train_size']} / {run.config['val_size']} images ({run.config.get('val_source')})")
+    provenance = run.config["data"]
+    print(f"train/val: {provenance['train_size']} / {provenance['val_size']} images ({provenance['validation']})")
     print(f"epochs run: {phase['epochs_run']} of {phase['epochs_planned']} planned "
           f"(out of time: {phase['out_of_time']}, stopped early: {phase['stopped_early']}, best epoch {phase['best_epoch']})")
     print(f"training wall time: {run.config['wall_time_s']['total']:.0f} s "

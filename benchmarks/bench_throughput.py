@@ -21,6 +21,7 @@ import os
 import sys
 import time
 
+
 import numpy as np
 
 
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
 
     import keras
 
-    from fer_utils import models, training
+    from fer_utils import models, phases, training
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
         if spec.pretrained:
             phases.append(("frozen", training.PHASE_HEAD))
         for label, phase in phases:
-            training.set_phase_trainable(model, phase, spec.finetune_prefixes)
+            phases.set_phase_trainable(model, phase, spec.finetune_prefixes)
             model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss="categorical_crossentropy")
             speed, cpu_ms = images_per_second(
                 lambda: model.fit(images, labels, batch_size=args.batch_size, epochs=1, verbose=0), args.images

@@ -63,7 +63,7 @@ def _run_demo_data(args):
 
 
 # ---------------------------------------------------------------------------------------------
-# train  (owned by the models/training work)
+# train
 # ---------------------------------------------------------------------------------------------
 def _add_train_parser(subparsers):
     parser = subparsers.add_parser(
@@ -79,39 +79,7 @@ def _add_train_parser(subparsers):
     parser.add_argument("--backbone", required=True, choices=_backbone_names(), help="Network to train.")
     parser.add_argument("--data", required=True, help="Dataset root with train/ (and test/), or fer2013.csv.")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="Run folder to write (or resume).")
-    parser.add_argument("--weights", help="imagenet | none | PATH to a weights file "
-                                          "(default: imagenet, none for small_cnn).")
-    parser.add_argument("--img-size", type=int, help="Backbone input size in px (default: 48 on CPU, "
-                                                     "96 vgg16/resnet50, 160 efficientnetb0 on GPU).")
-    parser.add_argument("--epochs-head", type=int, help="Head-phase epochs (default 10).")
-    parser.add_argument("--epochs-finetune", type=int, help="Fine-tuning epochs, 0 to skip (default 10).")
-    parser.add_argument("--epochs", type=int, help="small_cnn: end-to-end epochs (default 30).")
-    parser.add_argument("--head-mode", choices=("cached", "images"),
-                        help="Head phase on cached backbone features (fast, default) or on augmented "
-                             "images through the frozen backbone every epoch (seed-style).")
-    parser.add_argument("--batch-size", type=int, help="Batch size (default 64).")
-    parser.add_argument("--learning-rate", type=float, help="Peak learning rate of the head / end-to-end phase.")
-    parser.add_argument("--finetune-learning-rate", type=float, help="Peak learning rate of fine-tuning.")
-    parser.add_argument("--finetune-layers", help="Comma-separated layer-name prefixes to unfreeze "
-                                                  "(default: block5 / conv5 / block7,top).")
-    parser.add_argument("--label-smoothing", type=float, help="Label smoothing (default 0.1).")
-    parser.add_argument("--weight-decay", type=float,
-                        help="Decoupled (AdamW / SGD) weight decay of kernels (default 1e-4); "
-                             "biases and BatchNorm are exempt.")
-    parser.add_argument("--dropout", type=float, help="Head dropout rate.")
-    parser.add_argument("--head-units", type=int, help="Width of the head's Dense layer (default 128).")
-    parser.add_argument("--patience", type=int, help="Early-stopping patience in epochs, 0 = off.")
-    parser.add_argument("--val-fraction", type=float, help="Share of train held out for validation (default 0.1).")
-    parser.add_argument("--max-minutes", type=float,
-                        help="Training time budget; the schedule anneals within it and training stops cleanly.")
-    parser.add_argument("--seed", type=int, help="Random seed (default 42).")
-    weights_group = parser.add_mutually_exclusive_group()
-    weights_group.add_argument("--class-weights", dest="class_weights", action="store_true", default=None,
-                               help="Balanced class weights in the loss (the default for every backbone).")
-    weights_group.add_argument("--no-class-weights", dest="class_weights", action="store_false",
-                               help="Plain cross-entropy: optimises plain accuracy rather than rare-class recall.")
-    parser.add_argument("--no-augment", action="store_true", help="Switch the in-model augmentation off.")
-    parser.add_argument("--name", help="Display name of the run (default: the folder name).")
+    _add_config_options(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="Discard the run RUN_DIR holds (only the files training wrote) and start over.")
     parser.add_argument("--no-cache", action="store_true", help="Do not read or write the decoded-data cache.")
@@ -125,39 +93,30 @@ def _backbone_names():
     return BACKBONES
 
 
+def _add_config_options(parser) -> None:
+    """One option per `TrainConfig` field that declares one (flag and help text live on the field)."""
+    from fer_utils.training_config import cli_options
+
+    group = parser.add_argument_group("training options (unset ones take the backbone's defaults)")
+    for field in cli_options():
+        flag, parse = field.metadata["flag"], field.metadata["parse"]
+        if parse is None:
+            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=field.metadata["help"])
+        else:
+            metavar = None if field.metadata["choices"] else flag.lstrip("-").upper().replace("-", "_")
+            group.add_argument(flag, dest=field.name, type=parse, choices=field.metadata["choices"], default=None,
+                               metavar=metavar, help=field.metadata["help"])
+
+
 def _run_train(args):
     from fer_utils import training
+    from fer_utils.training_config import cli_options
 
-    overrides = {
-        "img_size": args.img_size,
-        "epochs_head": args.epochs_head,
-        "epochs_finetune": args.epochs_finetune,
-        "epochs_end_to_end": args.epochs,
-        "head_mode": args.head_mode,
-        "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate,
-        "finetune_learning_rate": args.finetune_learning_rate,
-        "label_smoothing": args.label_smoothing,
-        "weight_decay": args.weight_decay,
-        "dropout": args.dropout,
-        "head_units": args.head_units,
-        "patience": args.patience,
-        "val_fraction": args.val_fraction,
-        "max_minutes": args.max_minutes,
-        "seed": args.seed,
-        "class_weights": args.class_weights,
-        "name": args.name,
-    }
-    overrides = {key: value for key, value in overrides.items() if value is not None}
-    if args.weights is not None:
-        overrides["weights"] = None if args.weights.lower() == "none" else args.weights
-    if args.finetune_layers:
-        overrides["finetune_prefixes"] = tuple(p.strip() for p in args.finetune_layers.split(",") if p.strip())
-    if args.no_augment:
-        overrides["augment"] = False
+    overrides = {field.name: getattr(args, field.name) for field in cli_options() if getattr(args, field.name) is not None}
     config = training.default_config(args.backbone, **overrides)
-    run_dir = training.train_from_directory(
-        args.data, args.out, config, progress=False if args.quiet else "phase", cache=not args.no_cache,
+    run_dir = training.train(
+        args.data, config, args.out, progress=False if args.quiet else "phase", cache=not args.no_cache,
         overwrite=args.overwrite,
     )
     print(f"Run folder: {run_dir}")
@@ -167,7 +126,7 @@ def _run_train(args):
 
 
 # ---------------------------------------------------------------------------------------------
-# evaluate  (owned by the evaluation work)
+# evaluate
 # ---------------------------------------------------------------------------------------------
 def _add_evaluate_parser(subparsers):
     parser = subparsers.add_parser("evaluate", help="Evaluate a saved model on a labelled split.")
@@ -203,7 +162,7 @@ def _run_evaluate(args):
 
 
 # ---------------------------------------------------------------------------------------------
-# compare  (owned by the evaluation work)
+# compare
 # ---------------------------------------------------------------------------------------------
 def _add_compare_parser(subparsers):
     parser = subparsers.add_parser("compare", help="Compare several runs (and their ensemble).")
@@ -241,7 +200,7 @@ def _run_compare(args):
 
 
 # ---------------------------------------------------------------------------------------------
-# predict  (owned by the faces work)
+# predict
 # ---------------------------------------------------------------------------------------------
 def _add_predict_parser(subparsers):
     parser = subparsers.add_parser("predict", help="Detect and classify faces in a photo or video.")
@@ -376,7 +335,9 @@ def _size_mb(path) -> float:
 # Numeric options: every bound in one table, checked before any command runs
 # ---------------------------------------------------------------------------------------------
 # option dest -> (lowest, highest, lowest allowed itself?, highest allowed itself?); None: no bound.
-NUMERIC_OPTIONS = {
+# Bounds of the numeric options of evaluate / compare / predict / demo-data: (low, high, low
+# allowed, high allowed). The training options declare theirs on their TrainConfig field.
+_COMMAND_BOUNDS = {
     "batch_size": (1, None, True, True),
     "n_boot": (0, None, True, True),
     "gradcam_images": (0, None, True, True),
@@ -384,36 +345,36 @@ NUMERIC_OPTIONS = {
     "max_frames": (1, None, True, True),
     "every_n": (1, None, True, True),
     "min_size": (1, None, True, True),
-    "img_size": (1, None, True, True),
-    "epochs_head": (0, None, True, True),
-    "epochs_finetune": (0, None, True, True),
-    "epochs": (1, None, True, True),
-    "head_units": (1, None, True, True),
-    "patience": (0, None, True, True),
-    "learning_rate": (0, None, False, True),
-    "finetune_learning_rate": (0, None, False, True),
-    "label_smoothing": (0, 1, True, False),
-    "weight_decay": (0, None, True, True),
-    "dropout": (0, 1, True, False),
-    "val_fraction": (0, 1, False, False),
-    "max_minutes": (0, None, False, True),
     "seed": (0, None, True, True),
 }
+
+
+def _numeric_options() -> dict:
+    """{argparse dest: (flag, low, high, low allowed, high allowed)} of every numeric option."""
+    from fer_utils.training_config import cli_options
+
+    table = {dest: ("--" + dest.replace("_", "-"), *bounds) for dest, bounds in _COMMAND_BOUNDS.items()}
+    for field in cli_options():
+        if field.metadata["bounds"] is not None:
+            table[field.name] = (field.metadata["flag"], *field.metadata["bounds"])
+    return table
+
+
+NUMERIC_OPTIONS = _numeric_options()
 
 
 def check_numeric_options(args: argparse.Namespace) -> None:
     """Raise ValueError naming the first numeric option that is out of range (or not finite)."""
     import math
 
-    for dest, (low, high, low_ok, high_ok) in NUMERIC_OPTIONS.items():
+    for dest, (option, low, high, low_ok, high_ok) in NUMERIC_OPTIONS.items():
         value = getattr(args, dest, None)
-        if value is None:
+        if value is None or isinstance(value, (bool, str, tuple)):
             continue
         valid = math.isfinite(value)
         valid = valid and (low is None or value > low or (low_ok and value == low))
         valid = valid and (high is None or value < high or (high_ok and value == high))
         if not valid:
-            option = "--" + dest.replace("_", "-")
             raise ValueError(f"{option} must be {_range_text(low, high, low_ok, high_ok)}, got {value}.")
 
 

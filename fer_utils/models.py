@@ -196,8 +196,8 @@ def build_model(
         augmentation: An `fer_utils.augmentation.AugmentationConfig` to override the default
             strengths (ignored when `augment` is False).
         head_batchnorm: Insert a BatchNormalization layer ("head_norm") between the pooling and the
-            head's Dense layer. Off by default (the seed's head). Randomly initialised backbones
-            (`weights=None`) produce tiny, badly scaled features that the seed's head cannot learn
+            head's Dense layer. Off by default (GAP -> Dense -> Dropout -> softmax, the starting design). Randomly initialised backbones
+            (`weights=None`) produce tiny, badly scaled features that this plain head cannot learn
             from in a few epochs; standardising them first makes it learn (smoke runs use this).
 
     Returns:

@@ -313,6 +313,13 @@ def read_config(run_dir: str | os.PathLike) -> dict:
     for field in ("n_params", "img_size", "train_size", "val_size"):
         if field in config and not _is_number(config[field], low=0, integer=True):
             _field_error(path, field, "a non-negative integer", config[field])
+    provenance = config.get("data")
+    if provenance is not None:
+        if not isinstance(provenance, dict):
+            _field_error(path, "data", "an object (path, source, fingerprint, validation, sizes)", provenance)
+        for field in ("train_size", "val_size"):
+            if field in provenance and not _is_number(provenance[field], low=0, integer=True):
+                _field_error(path, f"data.{field}", "a non-negative integer", provenance[field])
     wall_time = config.get("wall_time_s")
     if wall_time is not None:
         values = wall_time.items() if isinstance(wall_time, dict) else [("", wall_time)]

@@ -2,7 +2,8 @@
 one-line calls, and the two cannot drift apart (`tests/test_notebook_sources.py` checks that their
 code cells differ only in `BACKBONE`).
 
-    run = training_notebook.train(context, train, validation, config, overwrite=OVERWRITE)
+    training_data = training.training_splits(context.data, val_fraction=VAL_FRACTION, seed=SEED)
+    run = training_notebook.train(context, training_data, config, overwrite=OVERWRITE)
     print(training_notebook.describe_model(run.model))
     ...
     Markdown(training_notebook.conclusion(run, result, smoke=SMOKE))
@@ -16,25 +17,27 @@ def describe_config(config) -> str:
     from fer_utils import models, training
 
     lines = [f"phase {phase}: up to {epochs} epochs" for phase, epochs in training.planned_phases(config)]
+    weighting = {"none": "none (plain cross-entropy)", "balanced": "balanced (inverse class frequency)"}
     lines.append(
-        f"class weights: {config.class_weights}, label smoothing: {config.label_smoothing}, "
+        f"class weights: {weighting.get(config.class_weights, config.class_weights)}, "
+        f"label smoothing: {config.label_smoothing}, "
         f"monitor: {config.monitor}, patience: {config.patience}"
     )
     lines.append(f"fine-tuned layers start with: {config.finetune_prefixes or models.get_spec(config.backbone).finetune_prefixes}")
     return "\n".join(lines)
 
 
-def train(context, train_split, validation, config, overwrite: bool = False):
+def train(context, training_data, config, overwrite: bool = False):
     """Train (or resume, or load the finished run) into `context.runs_dir / config.backbone`.
 
-    One progress bar per phase and its summary line; the per-epoch numbers go to the run's
-    `history.csv`. Returns the loaded `runs.Run`.
+    `training_data` is what `training.training_splits(context.data, ...)` returned (or the data
+    location itself). One progress bar per phase and its summary line; the per-epoch numbers go to
+    the run's `history.csv`. Returns the loaded `runs.Run`.
     """
     from fer_utils import runs, training
 
-    run_dir = training.train_model(
-        train_split, validation, config, context.runs_dir / config.backbone, progress="phase", overwrite=overwrite,
-        extra_config={"dataset": {"path": str(context.data_path), "source": context.data.source}},
+    run_dir = training.train(
+        training_data, config, context.runs_dir / config.backbone, progress="phase", overwrite=overwrite
     )
     return runs.load_run(run_dir)
 
@@ -82,7 +85,8 @@ def conclusion(run, result, smoke: bool) -> str:
         f"{run.config['backbone']} ({run.config['weights']['description']}, {run.config['img_size']} px input) "
         f"reached **{result.metrics['accuracy']:.1%}** validation accuracy and {result.metrics['macro_f1']:.3f} macro-F1 "
         f"after {len(run.history)} epochs ({', '.join(f'{phase}: {value:.0f} s' for phase, value in seconds.items())}); "
-        f"the saved weights come from the {run.config['selected_phase']} phase. "
+        f"the saved weights come from the {run.config['selected_phase']} phase, trained with class weights "
+        f"`{run.config['hyperparameters']['class_weights']}`. "
         + ("**Smoke run with random weights: the numbers only show that the pipeline works.** " if smoke else "")
         + f"The run is saved in `{run.path.name}/` for [05_compare_models](05_compare_models.ipynb)."
     )

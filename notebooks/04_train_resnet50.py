@@ -54,10 +54,11 @@ IMG_SIZE = None  # None: 48 px on CPU, 96 px on GPU (see fer_utils.models.SPECS)
 EPOCHS_HEAD = 15
 EPOCHS_FINETUNE = 15
 BATCH_SIZE = 64
-HEAD_MODE = "cached"  # "cached": features computed once; "images": the seed's way, images through the frozen backbone
-HEAD_BATCHNORM = False  # the seed's head; True standardises the pooled features first
+HEAD_MODE = "cached"  # "cached": backbone features computed once; "images": augmented images through the frozen backbone every epoch
+HEAD_BATCHNORM = False  # False: GAP -> Dense(128) -> Dropout -> softmax; True standardises the pooled features first
 DROPOUT = 0.5
 LABEL_SMOOTHING = 0.1
+CLASS_WEIGHTS = "none"  # "none": plain cross-entropy (FER2013 is scored by accuracy); "balanced": more rare-class recall, less accuracy
 PATIENCE = 5  # epochs without validation improvement before a phase stops
 VAL_FRACTION = 0.1
 OVERWRITE = False  # True retrains even when the run folder already holds a finished run
@@ -103,7 +104,8 @@ print(f"weights: {WEIGHTS or 'random initialisation'}")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-train, validation = data.train_val_split(data.load_labelled(context.data_path, split="train"), val_fraction=VAL_FRACTION, seed=SEED)
+training_data = training.training_splits(context.data, val_fraction=VAL_FRACTION, seed=SEED)
+train, validation = training_data.train, training_data.val
 data.dataset_summary({"train": train, "validation": validation})
 
 # %% [markdown]
@@ -117,20 +119,21 @@ data.dataset_summary({"train": train, "validation": validation})
 config = training.default_config(
     BACKBONE, weights=WEIGHTS, img_size=IMG_SIZE, epochs_head=EPOCHS_HEAD, epochs_finetune=EPOCHS_FINETUNE,
     batch_size=BATCH_SIZE, head_mode=HEAD_MODE, head_batchnorm=HEAD_BATCHNORM, dropout=DROPOUT,
-    label_smoothing=LABEL_SMOOTHING, patience=PATIENCE, val_fraction=VAL_FRACTION, seed=SEED,
+    label_smoothing=LABEL_SMOOTHING, class_weights=CLASS_WEIGHTS, patience=PATIENCE, val_fraction=VAL_FRACTION,
+    seed=SEED,
 )
 print(training_notebook.describe_config(config))
 
 # %% [markdown]
 # ## Train
 #
-# `training.train_model` runs both phases, one progress bar and one summary line per phase (the
+# `training.train` (the function `python -m fer_utils train` calls too) runs both phases, one progress bar and one summary line per phase (the
 # per-epoch numbers go to the run's `history.csv` and the curves below), and writes the run folder
 # atomically. It is **resumable**: if the session dies, running this cell again continues from the last
 # finished epoch (and a finished run is simply loaded, unless `OVERWRITE` is true).
 
 # %%
-run = training_notebook.train(context, train, validation, config, overwrite=OVERWRITE)
+run = training_notebook.train(context, training_data, config, overwrite=OVERWRITE)
 
 # %% [markdown]
 # ## The model

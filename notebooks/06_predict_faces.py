@@ -103,7 +103,7 @@ from IPython.display import Markdown
 
 described = "; ".join(f"face {i + 1}: **{p.label}** ({p.confidence:.0%})" for i, p in enumerate(predictions)) or "no face"
 caveat = (" The model was trained on the *demo* drawings, so its guess on a real face is close to arbitrary."
-          if run.config.get("dataset", {}).get("source") == "demo" or context.is_demo else "")
+          if (run.config.get("data") or {}).get("source") == "demo" or context.is_demo else "")
 Markdown(f"The model sees {len(predictions)} face(s): {described}.{caveat}")
 
 # %% [markdown]
@@ -140,6 +140,26 @@ print(f"Frames processed: {stats['frames']}")
 print(f"Frames with a face: {stats['frames_with_faces']} of {stats['frames']}; "
       f"{stats['fps']:.1f} frames per second end to end; annotated video: {stats['out_path']}")
 plots.plot_image_rows({"annotated frames": snapshots}, title="Frames from the video loop")
+
+# %% [markdown]
+# ## Live from your webcam
+#
+# `webcam.live_view` shows your camera with each face boxed and labelled live, and the frames per
+# second measured end to end. The *browser* captures the picture, so it works wherever the notebook
+# page runs, also when the kernel runs far away: **Colab and JupyterLab** (or Jupyter Notebook) in a
+# browser work; allow camera access when the browser asks, and the button stops the camera. **VS Code**'s
+# notebook view gives its outputs no camera access (microsoft/vscode#119127): open the notebook in
+# JupyterLab for this section. The widget sends small JPEG frames to the kernel,
+# which finds and classifies the faces and sends back the boxes, one frame at a time so a slow kernel
+# is never flooded. `live.frames`, `live.faces_found` and `live.last_labels` count in the kernel.
+# **Kaggle** gives notebooks no camera, and headless runs (CI, `make demo`) have none: there the cell
+# prints one line saying so, and the video file and the photo above are the way to go.
+
+# %%
+from fer_utils import webcam
+
+live = webcam.live_view(run)
+live
 
 # %% [markdown]
 # ## Conclusion

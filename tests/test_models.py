@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fer_utils import CLASS_NAMES, evaluation, models
+from fer_utils import CLASS_NAMES, evaluation, models, phases
 from helpers import write_notop_weights
 
 CONTRACT_LAYERS = [
@@ -89,7 +89,7 @@ def test_pretrained_backbone_batchnorm_stays_in_inference_mode_also_after_reload
 
     model = models.build_model("resnet50", img_size=32, weights=None, head_units=8, seed=0)
     # Fine-tuning a whole stage that contains BatchNorm layers: their statistics must not move.
-    training.set_phase_trainable(model, training.PHASE_FINETUNE, ("conv5",))
+    phases.set_phase_trainable(model, training.PHASE_FINETUNE, ("conv5",))
     backbone = model.get_layer("backbone")
     faces, labels = _faces(count=4), keras.utils.to_categorical(np.arange(4), 7)
 

@@ -68,7 +68,7 @@ def interrupted_run(tmp_path_factory):
     """A small_cnn run killed after its first of two epochs; tests work on copies (`_copy`)."""
     run_dir = tmp_path_factory.mktemp("interrupted") / "run"
     with pytest.raises(KeyboardInterrupt):
-        training.train_model(_split(42), _split(21, seed=1), _small_config(), run_dir, progress=False,
+        training.train((_split(42), _split(21, seed=1)), _small_config(), run_dir, progress=False,
                              callbacks=[_interrupt_after_first_epoch()])
     return run_dir
 
@@ -127,7 +127,7 @@ def test_overwrite_deletes_only_the_files_training_wrote(interrupted_run, tmp_pa
     mine = [run_dir / "notes.txt", run_dir / "backup" / "mine.txt", run_dir / "backup" / "end_to_end" / "mine.npz"]
     for path in mine:
         path.write_text("the user's")
-    training.train_model(_split(42), _split(21, seed=1), _small_config(), run_dir, progress=False, overwrite=True)
+    training.train((_split(42), _split(21, seed=1)), _small_config(), run_dir, progress=False, overwrite=True)
     assert runs.is_run_dir(run_dir)
     assert all(path.read_text() == "the user's" for path in mine)
     # The finished run removed its own checkpoints but kept the user's file in their folder.
@@ -142,19 +142,19 @@ def test_a_damaged_checkpoint_is_named_with_the_way_out(interrupted_run, tmp_pat
     path = run_dir / damaged
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(ValueError, match="--overwrite") as error:
-        training.train_model(_split(42), _split(21, seed=1), _small_config(), run_dir, progress=False)
+        training.train((_split(42), _split(21, seed=1)), _small_config(), run_dir, progress=False)
     assert str(path) in str(error.value)
     assert not (run_dir / runs.LOCK_FILE).exists()
 
 
 def test_a_run_folder_from_before_markers_is_still_recognised_and_orphans_cleared(tmp_path):
     train, val = _split(42), _split(21, seed=1)
-    run_dir = training.train_model(train, val, _small_config(epochs_end_to_end=1), tmp_path / "run", progress=False)
+    run_dir = training.train((train, val), _small_config(epochs_end_to_end=1), tmp_path / "run", progress=False)
     (run_dir / runs.RUN_MARKER_FILE).unlink()
     # What a save killed half-way leaves: a uniquely named hidden temporary.
     orphan = files.temporary_path(run_dir / runs.MODEL_FILE, suffix=files.TEMPORARY_SUFFIX + ".keras")
     assert files.is_temporary_name(orphan.name) and orphan.name != ".model.tmp.keras"
-    assert training.train_model(train, val, _small_config(epochs_end_to_end=1), run_dir, progress=False) == run_dir
+    assert training.train((train, val), _small_config(epochs_end_to_end=1), run_dir, progress=False) == run_dir
     assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == [runs.RUN_MARKER_FILE]
 
 
@@ -165,13 +165,13 @@ def test_an_interrupted_run_does_not_resume_on_other_data(interrupted_run, tmp_p
     run_dir = _copy(interrupted_run, tmp_path / "run")
     other_train, other_val = _split(28, seed=5), _split(14, seed=6)
     with pytest.raises(ValueError, match="trained on other data") as error:
-        training.train_model(other_train, other_val, _small_config(), run_dir, progress=False)
+        training.train((other_train, other_val), _small_config(), run_dir, progress=False)
     message = str(error.value)
     stored = json.loads((run_dir / "backup" / "state.json").read_text())["data_fingerprint"]
     assert stored in message and training._array_fingerprint(other_train, other_val) in message
     assert "--overwrite" in message and "same --data" in message
     # The original data still resumes.
-    training.train_model(_split(42), _split(21, seed=1), _small_config(), run_dir, progress=False)
+    training.train((_split(42), _split(21, seed=1)), _small_config(), run_dir, progress=False)
     assert pd.read_csv(run_dir / runs.HISTORY_FILE)["epoch"].tolist() == [1, 2]
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fer_utils import data, runs, training
+from fer_utils import callbacks, checkpoints, data, phases, runs, training
 from helpers import write_notop_weights
 
 
@@ -68,15 +68,15 @@ def test_head_and_finetune_phases_train_the_right_layers():
     from fer_utils import models
 
     model = models.build_model("vgg16", img_size=32, weights=None, head_units=8)
-    training.set_phase_trainable(model, training.PHASE_HEAD)
-    assert training.trainable_layer_names(model) == ["head_dense", "predictions"]
+    phases.set_phase_trainable(model, training.PHASE_HEAD)
+    assert phases.trainable_layer_names(model) == ["head_dense", "predictions"]
 
-    training.set_phase_trainable(model, training.PHASE_FINETUNE, ("block5",))
-    assert training.trainable_layer_names(model) == [
+    phases.set_phase_trainable(model, training.PHASE_FINETUNE, ("block5",))
+    assert phases.trainable_layer_names(model) == [
         "backbone/block5_conv1", "backbone/block5_conv2", "backbone/block5_conv3", "head_dense", "predictions",
     ]
     with pytest.raises(ValueError, match="nothing would be fine-tuned"):
-        training.set_phase_trainable(model, training.PHASE_FINETUNE, ("no_such_block",))
+        phases.set_phase_trainable(model, training.PHASE_FINETUNE, ("no_such_block",))
 
 
 def test_finetune_keeps_batchnorm_frozen_and_end_to_end_trains_everything():
@@ -85,8 +85,8 @@ def test_finetune_keeps_batchnorm_frozen_and_end_to_end_trains_everything():
     from fer_utils import models
 
     model = models.build_model("resnet50", img_size=32, weights=None, head_units=8)
-    training.set_phase_trainable(model, training.PHASE_FINETUNE, ("conv5",))
-    names = training.trainable_layer_names(model)
+    phases.set_phase_trainable(model, training.PHASE_FINETUNE, ("conv5",))
+    names = phases.trainable_layer_names(model)
     backbone_names = [name.split("/", 1)[1] for name in names if name.startswith("backbone/")]
     assert backbone_names and all(name.startswith("conv5") for name in backbone_names)
     assert not any(name.endswith("_bn") for name in backbone_names)
@@ -96,7 +96,7 @@ def test_finetune_keeps_batchnorm_frozen_and_end_to_end_trains_everything():
     )
 
     small = models.build_model("small_cnn", weights=None)
-    training.set_phase_trainable(small, training.PHASE_END_TO_END)
+    phases.set_phase_trainable(small, training.PHASE_END_TO_END)
     assert models.trainable_summary(small)["trainable"] == sum(
         int(np.prod(w.shape)) for w in small.weights if "moving" not in w.path
     )
@@ -112,8 +112,8 @@ REFERENCE_CONFIG = dict(epochs_end_to_end=4, learning_rate=3e-3, augment=True)
 def reference_run(splits, tmp_path_factory):
     """One finished small_cnn run shared by the tests that only read it."""
     train, val = splits
-    return training.train_model(
-        train, val, _small_config(**REFERENCE_CONFIG), tmp_path_factory.mktemp("reference") / "run", progress=False
+    return training.train(
+        (train, val), _small_config(**REFERENCE_CONFIG), tmp_path_factory.mktemp("reference") / "run", progress=False
     )
 
 
@@ -130,7 +130,7 @@ def test_training_reduces_the_loss_and_writes_a_complete_run_folder(splits, refe
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
 
     config_json = json.loads((run_dir / runs.CONFIG_FILE).read_text())
-    for key in ("backbone", "weights", "img_size", "phases", "hyperparameters", "dataset_fingerprint",
+    for key in ("backbone", "weights", "img_size", "phases", "hyperparameters", "data",
                 "class_names", "library_versions", "device", "wall_time_s"):
         assert key in config_json
     assert config_json["backbone"] == "small_cnn"
@@ -145,7 +145,7 @@ def test_training_reduces_the_loss_and_writes_a_complete_run_folder(splits, refe
     assert run.class_names == tuple(train.class_names)
     probabilities = run.model.predict(val.images, verbose=0)
     assert np.mean(probabilities.argmax(axis=1) == val.labels) == pytest.approx(metrics["accuracy"])
-    assert not (run_dir / training.BACKUP_DIR / training.PHASE_END_TO_END).exists()
+    assert not (run_dir / checkpoints.BACKUP_DIR / training.PHASE_END_TO_END).exists()
 
 
 def test_cached_feature_head_trains_the_full_models_head(splits):
@@ -155,11 +155,11 @@ def test_cached_feature_head_trains_the_full_models_head(splits):
 
     train, _ = splits
     model = models.build_model("vgg16", img_size=32, weights=None, head_units=8, augment=False, seed=0)
-    training.set_phase_trainable(model, training.PHASE_HEAD)
-    features = training.compute_features(model, train.images)
+    phases.set_phase_trainable(model, training.PHASE_HEAD)
+    features = phases.compute_features(model, train.images)
     assert features.shape == (len(train), 512)
 
-    head = training.head_model(model)
+    head = phases.head_model(model)
     assert [w.shape for w in head.weights] == [w.shape for w in model.get_layer("head_dense").weights] + [
         w.shape for w in model.get_layer("predictions").weights
     ]
@@ -177,7 +177,7 @@ def test_cached_feature_head_trains_the_full_models_head(splits):
 
 def test_cpu_runs_are_reproducible(splits, reference_run, tmp_path):
     train, val = splits
-    again = training.train_model(train, val, _small_config(**REFERENCE_CONFIG), tmp_path / "again", progress=False)
+    again = training.train((train, val), _small_config(**REFERENCE_CONFIG), tmp_path / "again", progress=False)
     columns = ["loss", "accuracy", "val_loss", "val_accuracy"]
     pd.testing.assert_frame_equal(
         pd.read_csv(reference_run / runs.HISTORY_FILE)[columns], pd.read_csv(again / runs.HISTORY_FILE)[columns]
@@ -192,14 +192,14 @@ def test_an_interrupted_run_resumes_where_it_stopped(splits, tmp_path):
     config = _small_config(epochs_end_to_end=4)
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        training.train_model(train, val, config, run_dir, progress=False, callbacks=[_interrupt_after(2)])
+        training.train((train, val), config, run_dir, progress=False, callbacks=[_interrupt_after(2)])
     assert not runs.is_run_dir(run_dir)
-    state = json.loads((run_dir / training.BACKUP_DIR / training.PHASE_END_TO_END / training.STATE_FILE).read_text())
+    state = json.loads((run_dir / checkpoints.BACKUP_DIR / training.PHASE_END_TO_END / checkpoints.STATE_FILE).read_text())
     assert state["epochs_done"] == 2
     history_before_kill = pd.DataFrame(state["history"])
 
     recorder = _Recorder()
-    training.train_model(train, val, config, run_dir, progress=False, callbacks=[recorder])
+    training.train((train, val), config, run_dir, progress=False, callbacks=[recorder])
     assert recorder.epochs == [2, 3]  # it did not start over
     steps_per_epoch = int(np.ceil(len(train) / config.batch_size))
     assert recorder.optimizer_steps_at_start == 2 * steps_per_epoch  # the optimizer state came back too
@@ -209,10 +209,10 @@ def test_an_interrupted_run_resumes_where_it_stopped(splits, tmp_path):
 
     # Re-running a finished run does nothing; a different config in the same folder is refused.
     recorder = _Recorder()
-    training.train_model(train, val, config, run_dir, progress=False, callbacks=[recorder])
+    training.train((train, val), config, run_dir, progress=False, callbacks=[recorder])
     assert recorder.epochs == []
     with pytest.raises(ValueError, match="different settings"):
-        training.train_model(train, val, _small_config(epochs_end_to_end=5), run_dir, progress=False)
+        training.train((train, val), _small_config(epochs_end_to_end=5), run_dir, progress=False)
 
 
 def test_two_phase_run_killed_in_finetune_keeps_the_cached_head_phase(splits, tmp_path):
@@ -224,9 +224,9 @@ def test_two_phase_run_killed_in_finetune_keeps_the_cached_head_phase(splits, tm
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         # The head phase is 1 epoch, so the callback's second epoch end is the first finetune epoch.
-        training.train_model(train, val, config, run_dir, progress=False, callbacks=[_InterruptOnCall(2)])
+        training.train((train, val), config, run_dir, progress=False, callbacks=[_InterruptOnCall(2)])
     recorder = _Recorder()
-    training.train_model(train, val, config, run_dir, progress=False, callbacks=[recorder])
+    training.train((train, val), config, run_dir, progress=False, callbacks=[recorder])
     assert recorder.epochs == [1]  # the head phase was kept; only the second finetune epoch was left
     history = pd.read_csv(run_dir / runs.HISTORY_FILE)
     assert history["phase"].tolist() == ["head", "finetune", "finetune"]
@@ -254,7 +254,7 @@ def _InterruptOnCall(call_number):
 def test_time_budget_stops_cleanly_and_anneals_the_learning_rate(splits, tmp_path):
     train, val = splits
     config = _small_config(epochs_end_to_end=50, max_minutes=0.05, batch_size=7)
-    run_dir = training.train_model(train, val, config, tmp_path / "run", progress=False)
+    run_dir = training.train((train, val), config, tmp_path / "run", progress=False)
     phase = json.loads((run_dir / runs.CONFIG_FILE).read_text())["phases"][0]
     assert phase["out_of_time"] and phase["epochs_run"] < 50
     history = pd.read_csv(run_dir / runs.HISTORY_FILE)
@@ -264,10 +264,10 @@ def test_time_budget_stops_cleanly_and_anneals_the_learning_rate(splits, tmp_pat
 
 def test_learning_rate_schedule_shape():
     peak = 1.0
-    assert training.cosine_learning_rate(0.0, peak, 0.1) == 0.0
-    assert training.cosine_learning_rate(0.1, peak, 0.1) == pytest.approx(peak)
-    assert training.cosine_learning_rate(0.55, peak, 0.1) == pytest.approx(0.5 * peak)
-    assert training.cosine_learning_rate(1.0, peak, 0.1) == pytest.approx(0.0)
+    assert callbacks.cosine_learning_rate(0.0, peak, 0.1) == 0.0
+    assert callbacks.cosine_learning_rate(0.1, peak, 0.1) == pytest.approx(peak)
+    assert callbacks.cosine_learning_rate(0.55, peak, 0.1) == pytest.approx(0.5 * peak)
+    assert callbacks.cosine_learning_rate(1.0, peak, 0.1) == pytest.approx(0.0)
 
 
 def test_inconsistent_configs_are_clear_errors():
@@ -300,8 +300,10 @@ def test_cli_train_end_to_end_on_demo_data(demo_root, tmp_path, capsys):
     run = runs.load_run(out)
     assert run.config["backbone"] == "small_cnn"
     assert run.config["hyperparameters"]["weight_decay"] == 0.02
-    assert run.config["data"] == str(demo_root.resolve())
-    assert run.config["train_size"] + run.config["val_size"] == len(data.load_dataset(demo_root, progress=False)["train"])
+    assert run.config["data"]["path"] == str(demo_root.resolve())
+    assert run.config["data"]["train_size"] + run.config["data"]["val_size"] == len(
+        data.load_dataset(demo_root, progress=False)["train"]
+    )
     assert run.model.predict(np.zeros((1, 48, 48, 1), "uint8"), verbose=0).shape == (1, 7)
 
 
@@ -385,3 +387,75 @@ def test_best_phase_keeps_the_best_validation_score_across_phases():
     assert training._best_phase(records, "val_accuracy") == "finetune"  # ties go to the later phase
     losses = [{"name": "head", "best_val_loss": 1.0}, {"name": "finetune", "best_val_loss": 0.9}]
     assert training._best_phase(losses, "val_loss") == "finetune"
+
+
+# ---------------------------------------------------------------------------------------------
+# One training function, one provenance shape
+# ---------------------------------------------------------------------------------------------
+PROVENANCE_KEYS = {"path", "source", "fingerprint", "validation", "train_size", "val_size", "train_class_counts"}
+
+
+def test_cli_and_notebook_paths_record_the_same_provenance_shape(demo_root, tmp_path):
+    """The CLI passes a path, the notebooks pass the splits they showed: config.json's `data` is one shape."""
+    from fer_utils import cli, training_notebook
+    from fer_utils.data import DatasetLocation
+
+    cli_run = tmp_path / "cli"
+    assert cli.main(["train", "--backbone", "small_cnn", "--data", str(demo_root), "--out", str(cli_run),
+                     "--epochs", "1", "--batch-size", "32", "--quiet"]) == 0
+
+    class Context:
+        data = DatasetLocation(demo_root, "demo")
+        runs_dir = tmp_path / "notebook"
+
+    config = training.default_config("small_cnn", epochs_end_to_end=1, batch_size=32)
+    training_data = training.training_splits(Context.data, val_fraction=config.val_fraction, seed=config.seed)
+    notebook_run = training_notebook.train(Context, training_data, config)
+
+    recorded = [runs.read_config(cli_run)["data"], notebook_run.config["data"]]
+    for provenance in recorded:
+        assert set(provenance) == PROVENANCE_KEYS
+        assert provenance["path"] == str(demo_root.resolve())
+        assert provenance["validation"] == "10% of train, stratified, seed 42"
+        assert sum(provenance["train_class_counts"]) == provenance["train_size"]
+    assert recorded[0]["source"] == "argument" and recorded[1]["source"] == "demo"
+    # Same data, same split policy: the same images, the same fingerprint and sizes.
+    assert {key: recorded[0][key] for key in PROVENANCE_KEYS - {"source"}} == {
+        key: recorded[1][key] for key in PROVENANCE_KEYS - {"source"}
+    }
+    assert not any(key in runs.read_config(cli_run) for key in ("dataset", "val_source", "dataset_fingerprint"))
+
+
+def test_in_memory_splits_are_recorded_as_such(splits):
+    provenance = training.training_splits(splits).provenance
+    assert set(provenance) == PROVENANCE_KEYS
+    assert provenance["path"] is None and provenance["validation"] == "given by the caller"
+    assert provenance["fingerprint"].startswith("arrays-")
+
+
+def test_class_weights_are_off_by_default_for_every_backbone():
+    from fer_utils import models
+
+    for backbone in models.BACKBONES:
+        assert training.default_config(backbone).class_weights == "none"
+    assert training.default_config("small_cnn", class_weights="balanced").class_weights == "balanced"
+    with pytest.raises(ValueError, match="class_weights"):
+        training.validate_config(training.default_config("small_cnn", class_weights="inverse"))
+
+
+def test_every_config_option_reaches_the_cli(demo_root):
+    """A TrainConfig field with a flag is a `train` option with its help text; its value lands in the config."""
+    from fer_utils import cli
+    from fer_utils.training_config import cli_options
+
+    options = cli_options()
+    assert {field.name for field in options} >= {"class_weights", "learning_rate", "epochs_end_to_end", "augment"}
+    train_parser = cli.build_parser()._subparsers._group_actions[0].choices["train"]
+    help_text = train_parser.format_help()
+    for field in options:
+        assert field.metadata["flag"] in help_text
+    args = cli.build_parser().parse_args([
+        "train", "--backbone", "small_cnn", "--data", str(demo_root), "--out", "run",
+        "--class-weights", "balanced", "--no-augment", "--finetune-layers", "a, b", "--weights", "none",
+    ])
+    assert (args.class_weights, args.augment, args.finetune_prefixes, args.weights) == ("balanced", False, ("a", "b"), None)

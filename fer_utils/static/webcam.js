@@ -1,0 +1,207 @@
+// Front end of fer_utils.webcam: browser camera -> JPEG -> kernel -> boxes and labels drawn over
+// the live picture. One frame is in flight at a time: the next one is captured only when the
+// kernel has answered the previous one (or REPLY_TIMEOUT_MS has passed), so a slow kernel sets
+// the pace instead of piling up messages.
+//
+// The root element carries data attributes for tests and curious users: data-state,
+// data-frames-sent, data-results, data-faces (in the last result), data-labels, data-fps, and the
+// kernel's counters data-kernel-frames and data-kernel-labels.
+
+const REPLY_TIMEOUT_MS = 10000;
+const FPS_WINDOW = 10; // frames per second over the last this many round trips
+
+function render({ model, el }) {
+  const root = document.createElement("div");
+  root.className = "fer-webcam";
+  root.style.cssText = "font-family: sans-serif; font-size: 13px; display: inline-block;";
+  const stage = document.createElement("div");
+  stage.style.cssText = "position: relative; display: inline-block; background: #111; min-width: 320px; min-height: 240px;";
+  const video = document.createElement("video");
+  video.muted = true;
+  video.playsInline = true;
+  video.autoplay = true;
+  video.style.cssText = "display: block; max-width: 100%;";
+  const overlay = document.createElement("canvas");
+  overlay.style.cssText = "position: absolute; left: 0; top: 0; width: 100%; height: 100%; pointer-events: none;";
+  stage.append(video, overlay);
+  const bar = document.createElement("div");
+  bar.style.cssText = "margin-top: 4px; display: flex; gap: 8px; align-items: center;";
+  const button = document.createElement("button");
+  const status = document.createElement("span");
+  bar.append(button, status);
+  root.append(stage, bar);
+  el.append(root);
+
+  const capture = document.createElement("canvas"); // the downscaled frame sent to the kernel
+  let stream = null;
+  let running = false;
+  let nextId = 0;
+  let pending = null; // {id, resolve, timer} of the frame in flight
+  let roundTrips = []; // end times of the last round trips, for fps
+  let framesSent = 0;
+  let results = 0;
+  let last = null; // last result: {width, height, faces}
+
+  function setState(state, message) {
+    root.dataset.state = state;
+    status.textContent = message;
+    model.set("state", state);
+    model.save_changes();
+  }
+
+  function fps() {
+    if (roundTrips.length < 2) return 0;
+    const seconds = (roundTrips[roundTrips.length - 1] - roundTrips[0]) / 1000;
+    return seconds > 0 ? (roundTrips.length - 1) / seconds : 0;
+  }
+
+  function drawOverlay() {
+    const width = video.videoWidth, height = video.videoHeight;
+    if (!width || !height) return;
+    if (overlay.width !== width) overlay.width = width;
+    if (overlay.height !== height) overlay.height = height;
+    const ctx = overlay.getContext("2d");
+    ctx.clearRect(0, 0, width, height);
+    if (!last || !last.faces) return;
+    const scale = width / last.width; // boxes are in the pixels of the downscaled frame
+    const line = Math.max(2, Math.round(width / 240));
+    ctx.font = `${Math.max(12, Math.round(width / 30))}px sans-serif`;
+    ctx.textBaseline = "bottom";
+    for (const face of last.faces) {
+      const [x, y, w, h] = face.box.map((v) => v * scale);
+      ctx.strokeStyle = "rgb(40, 220, 90)";
+      ctx.lineWidth = line;
+      ctx.strokeRect(x, y, w, h);
+      const text = `${face.label} ${Math.round(100 * face.confidence)}%`;
+      const textWidth = ctx.measureText(text).width + 8;
+      const textHeight = parseInt(ctx.font, 10) + 6;
+      const top = y - textHeight >= 0 ? y - textHeight : y;
+      ctx.fillStyle = "rgb(40, 220, 90)";
+      ctx.fillRect(x, top, textWidth, textHeight);
+      ctx.fillStyle = "black";
+      ctx.fillText(text, x + 4, top + textHeight - 3);
+    }
+  }
+
+  function onMessage(msg) {
+    if (!msg || msg.type !== "result" || !pending || msg.id !== pending.id) return;
+    clearTimeout(pending.timer);
+    const done = pending.resolve;
+    pending = null;
+    done(msg);
+  }
+  model.on("msg:custom", onMessage);
+
+  // The kernel's own counters (widget traits), shown beside the browser's.
+  function showKernelStats() {
+    root.dataset.kernelFrames = String(model.get("frames"));
+    root.dataset.kernelLabels = (model.get("last_labels") || []).join(",");
+  }
+  model.on("change:frames", showKernelStats);
+
+  function sendFrame() {
+    const maxWidth = model.get("max_width") || 480;
+    const scale = Math.min(1, maxWidth / video.videoWidth);
+    capture.width = Math.max(1, Math.round(video.videoWidth * scale));
+    capture.height = Math.max(1, Math.round(video.videoHeight * scale));
+    capture.getContext("2d").drawImage(video, 0, 0, capture.width, capture.height);
+    return new Promise((resolve) => {
+      capture.toBlob(async (blob) => {
+        const buffer = await blob.arrayBuffer();
+        const id = nextId++;
+        pending = { id, resolve, timer: setTimeout(() => { pending = null; resolve(null); }, REPLY_TIMEOUT_MS) };
+        framesSent += 1;
+        root.dataset.framesSent = String(framesSent);
+        model.send({ type: "frame", id, width: capture.width, height: capture.height }, undefined, [buffer]);
+      }, "image/jpeg", model.get("jpeg_quality") || 0.8);
+    });
+  }
+
+  async function loop() {
+    while (running) {
+      if (video.readyState < 2 || !video.videoWidth) {
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
+      const reply = await sendFrame();
+      if (!running) break;
+      if (reply === null) {
+        setState("waiting", "No answer from the kernel (busy, or restarted?); trying again.");
+        continue;
+      }
+      if (reply.error) {
+        setState("error", `Kernel error: ${reply.error}`);
+        continue;
+      }
+      results += 1;
+      last = reply;
+      roundTrips.push(performance.now());
+      if (roundTrips.length > FPS_WINDOW) roundTrips.shift();
+      const rate = fps();
+      const labels = reply.faces.map((f) => f.label);
+      Object.assign(root.dataset, {
+        results: String(results), faces: String(reply.faces.length),
+        labels: labels.join(","), fps: rate.toFixed(2),
+      });
+      drawOverlay();
+      status.textContent = `${rate.toFixed(1)} fps end to end · ${reply.faces.length} face(s)` +
+        (labels.length ? `: ${labels.join(", ")}` : "") + ` · kernel ${Math.round(1000 * reply.seconds)} ms (${reply.detector})`;
+      root.dataset.state = "running";
+      if (results % FPS_WINDOW === 0) {
+        model.set("fps", rate);
+        model.save_changes();
+      }
+    }
+  }
+
+  async function start() {
+    if (running) return;
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      setState("error", "This page cannot open a camera (the browser needs https or localhost, and camera support).");
+      return;
+    }
+    setState("starting", "Opening the camera (allow access when the browser asks)...");
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
+    } catch (error) {
+      // VS Code's notebook view denies every page camera access (microsoft/vscode#119127).
+      const hint = error.name === "NotAllowedError"
+        ? " Allow camera access for this page, or open the notebook in JupyterLab or Colab (VS Code's notebook view gives no camera)."
+        : "";
+      setState("error", `No camera: ${error.name}: ${error.message}.${hint}`);
+      return;
+    }
+    video.srcObject = stream;
+    await video.play().catch(() => {});
+    running = true;
+    button.textContent = "Stop";
+    setState("running", "Waiting for the first answer from the kernel...");
+    loop();
+  }
+
+  function stop() {
+    running = false;
+    if (pending) { clearTimeout(pending.timer); pending = null; }
+    if (stream) stream.getTracks().forEach((track) => track.stop());
+    stream = null;
+    video.srcObject = null;
+    last = null;
+    drawOverlay();
+    button.textContent = "Start camera";
+    setState("stopped", "Camera off.");
+  }
+
+  button.textContent = "Start camera";
+  button.onclick = () => (running ? stop() : start());
+  root.dataset.state = "idle";
+  if (model.get("autostart")) start();
+
+  return () => {
+    model.off("msg:custom", onMessage);
+    model.off("change:frames", showKernelStats);
+    running = false;
+    if (stream) stream.getTracks().forEach((track) => track.stop());
+  };
+}
+
+export default { render };
