@@ -22,6 +22,7 @@ The package is split by concern:
 - `fer_utils.faces`: face detection, prediction and drawing on photos.
 - `fer_utils.video`: the same on a webcam stream or a video file (`run_video`, `VideoOptions`).
 - `fer_utils.files`: atomic file writes, JSON numbers and the cache folder.
+- `fer_utils.export`: ONNX, LiteRT and SavedModel exports, and their runtimes.
 - `fer_utils.cli`: the `python -m fer_utils` command line.
 
 Importing the package is cheap: nothing heavy (TensorFlow, Keras) is imported here.

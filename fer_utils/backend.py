@@ -159,3 +159,33 @@ def class_score_gradients(feature_model, score_fn, inputs, class_indices=None):
         chosen_scores = tf.gather(scores, class_indices, axis=1, batch_dims=1)
     gradients = tape.gradient(chosen_scores, feature_maps)
     return feature_maps.numpy(), gradients.numpy(), np.asarray(class_indices)
+
+
+def export_onnx(model, path, input_shape, opset: int | None = None) -> None:
+    """Write `model`, called with `training=False`, to the ONNX file `path` through tf2onnx.
+
+    `input_shape` is one input's shape without the batch axis; the batch axis stays free. The
+    graph is frozen first (variables and captured constants become ONNX initializers). Keras's own
+    ONNX export hands tf2onnx the unfrozen function, which turns constants captured by a layer,
+    such as a `Normalization` layer's fixed mean and variance (the caffe-style preprocessing of
+    VGG16 and ResNet50), into extra graph inputs that no caller feeds. The ONNX graph's input is
+    named "pixels" and its output "probabilities".
+    """
+    import tensorflow as tf
+    import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    try:  # Keras's fix of tf2onnx's constant folding under numpy 2, where this Keras has it.
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx
+    except ImportError:
+        patch_tf2onnx = None
+    if patch_tf2onnx is not None:
+        patch_tf2onnx()
+    signature = tf.TensorSpec((None, *input_shape), tf.float32, name="pixels")
+    function = tf.function(lambda pixels: model(pixels, training=False), input_signature=[signature])
+    frozen = convert_variables_to_constants_v2(function.get_concrete_function())
+    inputs, outputs = [t.name for t in frozen.inputs], [t.name for t in frozen.outputs]
+    tf2onnx.convert.from_graph_def(
+        frozen.graph.as_graph_def(), input_names=inputs, output_names=outputs, opset=opset,
+        tensors_to_rename={inputs[0]: "pixels", outputs[0]: "probabilities"}, output_path=str(path),
+    )

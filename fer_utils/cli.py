@@ -280,6 +280,64 @@ def _refuse_overwriting_input(out, source) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# export  (owned by the export work)
+# ---------------------------------------------------------------------------------------------
+def _add_export_parser(subparsers):
+    parser = subparsers.add_parser(
+        "export",
+        help="Export a model to ONNX, LiteRT (.tflite) or a TensorFlow SavedModel.",
+        description=(
+            "Write SOURCE's model in a deployment format. The export takes the Keras model's input "
+            "(float32 pixels 0..255, shape (batch, 48, 48, 1)) and returns its class probabilities. "
+            "Unless --no-check, the export is loaded with its own runtime and compared with Keras on 64 demo faces. "
+            'Converters and runtimes: pip install -e ".[export]".'
+        ),
+    )
+    parser.add_argument("source", metavar="SOURCE", help="Run folder (holding model.keras), a .keras file, or builtin.")
+    parser.add_argument("--format", required=True, choices=_export_formats(),
+                        help="onnx: a .onnx file; litert: a .tflite file; saved_model: a folder.")
+    parser.add_argument("--out", required=True, metavar="PATH", help="File (.onnx, .tflite) or folder to write.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an earlier export at PATH.")
+    parser.add_argument("--no-check", action="store_true", help="Do not compare the export with the Keras model.")
+    parser.set_defaults(handler=_run_export)
+
+
+def _export_formats():
+    from fer_utils.export import FORMATS
+
+    return FORMATS
+
+
+def _run_export(args):
+    from fer_utils import demo, export
+    from fer_utils.loading import load_model
+
+    # The path first: a wrong --out fails at once, before the model is loaded.
+    export.check_export_path(args.out, args.format, overwrite=args.overwrite)
+    run = load_model(args.source)
+    path = export.export_model(run.model, args.out, args.format, overwrite=args.overwrite)
+    print(f"Exported {run.name} ({args.source}) to {path} ({args.format}, {_size_mb(path):.1f} MB)")
+    print(f"Input: float32 pixels 0..255, shape (batch, 48, 48, 1). Output: probabilities of {', '.join(run.class_names)}")
+    if args.no_check:
+        return 0
+    predict = export.load_exported(path, args.format)
+    difference = export.max_difference(run.model, predict, demo.draw_faces(64))
+    print(f"Check: on 64 demo faces the export's probabilities differ from Keras's by at most {difference:.1e}")
+    if difference > 1e-4:
+        print(f"error: the {args.format} export does not match the Keras model (tolerance 1e-4).", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _size_mb(path) -> float:
+    from pathlib import Path
+
+    path = Path(path)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+# ---------------------------------------------------------------------------------------------
 # Numeric options: every bound in one table, checked before any command runs
 # ---------------------------------------------------------------------------------------------
 # option dest -> (lowest, highest, lowest allowed itself?, highest allowed itself?); None: no bound.
@@ -349,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(subparsers)
     _add_compare_parser(subparsers)
     _add_predict_parser(subparsers)
+    _add_export_parser(subparsers)
     return parser
 
 

@@ -137,6 +137,15 @@ def draw_face(expression: str, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
+def draw_faces(count: int, seed: int = 0) -> np.ndarray:
+    """`count` demo faces cycling through the expressions, as a model's input: (count, 48, 48, 1) float32 0..255."""
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}.")
+    rng = np.random.default_rng(seed)
+    faces = [draw_face(CLASS_NAMES[index % len(CLASS_NAMES)], rng) for index in range(count)]
+    return np.stack(faces).astype(np.float32)[..., None]
+
+
 def _draw_mouth(canvas, center_x, mouth_y, param, dark, skin):
     import cv2
 

@@ -30,7 +30,7 @@ def _pip_section(environment):
 def test_pip_section_matches_pyproject_dependencies_and_test_extra():
     project = _pyproject()
     extras = project["optional-dependencies"]
-    expected = {_normalise(r) for r in project["dependencies"] + extras["test"] + extras["notebooks"]}
+    expected = {_normalise(r) for r in project["dependencies"] + extras["test"] + extras["notebooks"] + extras["export"]}
     listed = {_normalise(r) for r in _pip_section(_conda_environment()) if not r.startswith("-e")}
     assert listed == expected, (
         f"Only in environment.yml: {sorted(listed - expected)}; only in pyproject.toml: {sorted(expected - listed)}"
@@ -38,7 +38,12 @@ def test_pip_section_matches_pyproject_dependencies_and_test_extra():
 
 
 def test_environment_installs_the_package_itself():
-    assert "-e .[test,notebooks]" in _pip_section(_conda_environment())
+    assert "-e .[test,notebooks,export]" in _pip_section(_conda_environment())
+
+
+def test_make_setup_installs_the_same_extras_as_environment_yml():
+    makefile = (ROOT / "Makefile").read_text()
+    assert '-e ".[test,notebooks,export]"' in makefile
 
 
 def test_tensorflow_comes_from_pip_not_conda():

@@ -14,14 +14,15 @@ ROOT = Path(__file__).resolve().parent.parent
 # Every module's layer: a module may import modules of its own layer or of lower ones only, so the
 # imports point one way, from what users call down to the helpers.
 LAYERS = {
-    "entry points": (4, {"__main__", "cli", "notebook", "training_notebook", "webcam"}),
-    "jobs": (3, {"training", "report", "video"}),
+    # The package itself is a front door too: `fer_utils.load_pretrained()`.
+    "entry points": (4, {"__init__", "__main__", "cli", "notebook", "training_notebook", "webcam"}),
+    "jobs": (3, {"training", "report", "video", "export"}),
     "building blocks": (2, {
         "data", "demo", "exploration", "augmentation", "models", "training_config", "phases", "callbacks",
         "checkpoints", "runs", "loading", "pretrained", "metrics", "stats", "evaluation", "gradcam", "plots",
         "faces", "environment",
     }),
-    "helpers": (1, {"__init__", "files", "progress", "backend"}),
+    "helpers": (1, {"files", "progress", "backend"}),
 }
 
 
