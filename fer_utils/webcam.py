@@ -3,7 +3,8 @@
 `cv2.VideoCapture(0)` opens a camera of the machine the *kernel* runs on, which on Colab is a
 server in a data centre. `live_view` instead shows an `anywidget` widget whose front end
 (`fer_utils/static/webcam.js`) opens the camera of the *browser* (getUserMedia), so it works
-wherever the notebook page runs: local JupyterLab, VS Code, Colab.
+wherever the notebook page runs in a browser: local JupyterLab, Colab (not VS Code, whose notebook
+view gives outputs no camera).
 
 The loop, one frame in flight at a time so a slow kernel is never flooded:
 
@@ -97,7 +98,7 @@ def process_frame(
 
 def unavailable_reason() -> str | None:
     """Why the live webcam cannot run in this process, or None when it can."""
-    from fer_utils.notebook import SMOKE_VARIABLE, smoke_mode
+    from fer_utils.environment import SMOKE_VARIABLE, smoke_mode
 
     if smoke_mode():
         return f"{SMOKE_VARIABLE} is set (a headless run has no camera and no browser)"
@@ -111,7 +112,7 @@ def unavailable_reason() -> str | None:
         return "IPython is missing, so this is not a Jupyter kernel"
     shell = get_ipython()
     if shell is None or getattr(shell, "kernel", None) is None:
-        return "this is not a Jupyter kernel (run it in a notebook: JupyterLab, VS Code or Colab)"
+        return "this is not a Jupyter kernel (run it in a notebook: JupyterLab or Colab)"
     return None
 
 

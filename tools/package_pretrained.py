@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument("--command", required=True, help="The exact training command, for the card.")
     parser.add_argument("--commit", required=True, help="The commit the training ran from.")
     parser.add_argument("--training-minutes", type=float, help="Wall time of training (default: config.json's).")
+    parser.add_argument("--note", default="", help="A sentence for the card about how the run went (e.g. resumes).")
     args = parser.parse_args(argv)
 
     from fer_utils import backend
@@ -63,6 +64,7 @@ def main(argv=None) -> int:
             "train_size": provenance.get("train_size", run.config.get("train_size")),
             "val_size": provenance.get("val_size", run.config.get("val_size")),
             "device": run.config.get("device"),
+            "note": args.note,
         },
         "val_metrics": run.val_metrics,
     }
@@ -152,7 +154,7 @@ The model `python -m fer_utils predict` uses when no `--model` is given, `--mode
   the best epoch. The test folder was not used for any choice.
 - Command: `{training['command']}`
 - Commit: `{training['commit']}`; finished {training['finished']}; {training['minutes']} minutes of training
-  ({training['epochs']} epochs) on a 2-core CPU, no GPU.
+  ({training['epochs']} epochs) on a 2-core CPU, no GPU. {training.get('note', '')}
 - Recipe: AdamW, peak learning rate {info['hyperparameters']['learning_rate']}, cosine schedule fitted to the time
   budget, batch {info['hyperparameters']['batch_size']}, label smoothing {info['hyperparameters']['label_smoothing']},
   mild augmentation (flip, small rotation/zoom/shift), plain cross-entropy (no class weights).
