@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     phase = run.config["phases"][0]
     print()
     print(f"small_cnn: {run.config['n_params']:,} parameters, keras {keras.__version__}")
-    provenance = run.config["data"]
+    provenance = runs.data_provenance(run.config)
     print(f"train/val: {provenance['train_size']} / {provenance['val_size']} images ({provenance['validation']})")
     print(f"epochs run: {phase['epochs_run']} of {phase['epochs_planned']} planned "
           f"(out of time: {phase['out_of_time']}, stopped early: {phase['stopped_early']}, best epoch {phase['best_epoch']})")

@@ -72,7 +72,7 @@ def default_model(runs_dir) -> str | Path:
     candidates = []
     for run_dir in runs.find_runs(runs_dir) if runs_dir.is_dir() else []:
         config = runs.read_config(run_dir)
-        if (config.get("data") or {}).get("source") == "demo":
+        if runs.data_provenance(config).get("source") == "demo":
             continue
         accuracy = runs.read_val_metrics(run_dir).get("accuracy")
         if accuracy is not None:

@@ -302,9 +302,7 @@ def read_config(run_dir: str | os.PathLike) -> dict:
         if field in config and not _is_number(config[field], low=0, integer=True):
             _field_error(path, field, "a non-negative integer", config[field])
     provenance = config.get("data")
-    if provenance is not None:
-        if not isinstance(provenance, dict):
-            _field_error(path, "data", "an object (path, source, fingerprint, validation, sizes)", provenance)
+    if isinstance(provenance, dict):
         for field in ("train_size", "val_size"):
             if field in provenance and not _is_number(provenance[field], low=0, integer=True):
                 _field_error(path, f"data.{field}", "a non-negative integer", provenance[field])
@@ -315,6 +313,28 @@ def read_config(run_dir: str | os.PathLike) -> dict:
             if not _is_number(value, low=0):
                 _field_error(path, "wall_time_s" + (f".{key}" if key else ""), "a number of seconds >= 0", value)
     return config
+
+
+def data_provenance(config: dict) -> dict:
+    """config.json's `data` entry (path, source, fingerprint, validation, sizes), also for older runs.
+
+    Runs written before there was one shape recorded the data path as a string under `data` (the
+    command line) or as `dataset: {path, source}` (the notebooks), with the fingerprint and sizes
+    at the top level; those are read into the same keys. Unknown values are None.
+    """
+    provenance = config.get("data")
+    if isinstance(provenance, dict):
+        return dict(provenance)
+    legacy = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}
+    return {
+        "path": provenance if isinstance(provenance, str) else legacy.get("path"),
+        "source": legacy.get("source") or ("argument" if isinstance(provenance, str) else None),
+        "fingerprint": config.get("dataset_fingerprint"),
+        "validation": config.get("val_source"),
+        "train_size": config.get("train_size"),
+        "val_size": config.get("val_size"),
+        "train_class_counts": config.get("train_class_counts"),
+    }
 
 
 def read_class_names(run_dir: str | os.PathLike) -> list[str] | None:

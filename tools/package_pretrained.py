@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     out = pretrained.MODEL_DIR
     out.mkdir(exist_ok=True)
     pretrained.write_weights(out / pretrained.WEIGHTS_FILE, run.model)
-    provenance = run.config.get("data") or {}
+    provenance = runs.data_provenance(run.config)
     info = {
         "name": "fer_utils builtin small_cnn",
         "backbone": run.config["backbone"],
