@@ -38,9 +38,9 @@ def median_seconds(function, batch, repeats: int) -> float:
 
 
 def load_benchmark_model(source: str | None):
-    """The model to time: `source` through `fer_utils.runs.load_model`, else a random small_cnn."""
+    """The model to time: `source` through `fer_utils.loading.load_model`, else a random small_cnn."""
     from fer_utils import models
-    from fer_utils.runs import load_model
+    from fer_utils.loading import load_model
 
     if source:
         run = load_model(source)
