@@ -64,7 +64,7 @@ if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     # %pip install --quiet "mtcnn>=1.0" "lz4>=4.3" "anywidget>=0.9.21"
 
 from fer_utils import notebook
-from fer_utils import faces, loading, plots, video
+from fer_utils import faces, loading, plots, runs, video
 
 context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE)
 
@@ -109,7 +109,7 @@ from IPython.display import Markdown
 
 described = "; ".join(f"face {i + 1}: **{p.label}** ({p.confidence:.0%})" for i, p in enumerate(predictions)) or "no face"
 caveat = (" The model was trained on the *demo* drawings, so its guess on a real face is close to arbitrary."
-          if (run.config.get("data") or {}).get("source") == "demo" else "")
+          if runs.data_provenance(run.config).get("source") == "demo" else "")
 Markdown(f"The model sees {len(predictions)} face(s): {described}.{caveat}")
 
 # %% [markdown]
