@@ -173,5 +173,5 @@ def test_the_front_end_ships_as_package_data():
     source = webcam.FRONT_END.read_text()
     assert "export default" in source and "getUserMedia" in source
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    relative = webcam.FRONT_END.relative_to(ROOT / "fer_utils")
+    relative = webcam.FRONT_END.relative_to(Path(webcam.__file__).resolve().parent)  # installed or not
     assert any(relative.match(pattern) for pattern in package_data["fer_utils"])
