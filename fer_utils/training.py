@@ -319,9 +319,30 @@ def _build_model(plan: TrainingPlan, strategy):
         if plan.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16")
         with strategy.scope():
-            return models.build_model(weights=plan.config.weights, **plan.build_arguments())
+            model = models.build_model(weights=plan.config.weights, **plan.build_arguments())
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+    if plan.config.init_from is not None:
+        _load_initial_weights(model, plan.config.init_from)
+    return model
+
+
+def _load_initial_weights(model, source) -> None:
+    """Start `model` from the weights of `source` (a run folder, a .keras file or "builtin").
+
+    The architectures must match array for array: a warm restart continues one model, it does not
+    transplant layers between different ones.
+    """
+    from fer_utils import loading
+
+    start = loading.load_model(source).model
+    ours, theirs = model.get_weights(), start.get_weights()
+    if [weight.shape for weight in ours] != [weight.shape for weight in theirs]:
+        raise ValueError(
+            f"init_from '{source}' holds a model whose weights ({len(theirs)} arrays) do not match the model being "
+            f"trained ({len(ours)} arrays). Pass a model of the same backbone, image size and head (--init-from)."
+        )
+    model.set_weights(theirs)
 
 
 def _phase_step(plan: TrainingPlan, phase: str, epochs: int, folder: Path, earlier_records: list, budget_s):

@@ -10,6 +10,7 @@ Keras.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Callable
 
 from fer_utils.augmentation import AugmentationConfig
@@ -63,6 +64,11 @@ class TrainConfig:
     weights: str | None = _option(
         "--weights", "imagenet | none | PATH to a weights file (default: imagenet, none for small_cnn).",
         _weights_value, default="imagenet",
+    )
+    init_from: str | None = _option(
+        "--init-from", "Start from the weights of an earlier model of the same architecture: a run folder, a "
+        ".keras file or builtin (a warm restart with a fresh schedule; default: the backbone's initial weights).",
+        str, default=None,
     )
     img_size: int | None = _option(
         "--img-size", "Backbone input size in px (default: 48 on CPU, 96 vgg16/resnet50, 160 efficientnetb0 on GPU).",
@@ -237,6 +243,11 @@ def validate_config(config: TrainConfig) -> None:
     if config.patience < 0 or config.weight_decay < 0:
         raise ValueError("patience and weight_decay must be >= 0.")
     models.check_weights(spec.name, config.weights)
+    if config.init_from is not None and config.init_from != "builtin" and not Path(config.init_from).expanduser().exists():
+        raise FileNotFoundError(
+            f"init_from '{config.init_from}' does not exist (--init-from). Pass a run folder, a .keras file or "
+            "'builtin' whose model has the architecture being trained."
+        )
 
 
 def _check_epochs(config: TrainConfig, spec) -> None:

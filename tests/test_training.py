@@ -270,6 +270,33 @@ def test_learning_rate_schedule_shape():
     assert callbacks.cosine_learning_rate(1.0, peak, 0.1) == pytest.approx(0.0)
 
 
+def test_init_from_starts_training_from_an_earlier_runs_weights(splits, reference_run, tmp_path):
+    import keras
+
+    class FirstWeights(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.weights = [np.array(weight) for weight in self.model.get_weights()]
+
+    train, val = splits
+    recorder = FirstWeights()
+    config = _small_config(**{**REFERENCE_CONFIG, "epochs_end_to_end": 1}, init_from=str(reference_run))
+    run_dir = training.train((train, val), config, tmp_path / "warm", progress=False, callbacks=[recorder])
+
+    expected = runs.load_run(reference_run).model.get_weights()
+    assert len(recorder.weights) == len(expected)
+    assert all(np.array_equal(got, want) for got, want in zip(recorder.weights, expected))
+    recorded = json.loads((run_dir / runs.CONFIG_FILE).read_text())["hyperparameters"]
+    assert recorded["init_from"] == str(reference_run)
+
+    with pytest.raises(ValueError, match="do not match the model being trained"):
+        training.train((train, val), _small_config(**REFERENCE_CONFIG, init_from=str(reference_run), head_units=16),
+                       tmp_path / "other_head", progress=False)
+    with pytest.raises(FileNotFoundError, match="--init-from"):
+        training.train((train, val), _small_config(init_from=str(tmp_path / "missing")), tmp_path / "missing_run",
+                       progress=False)
+    assert not (tmp_path / "missing_run").exists()
+
+
 def test_inconsistent_configs_are_clear_errors():
     with pytest.raises(ValueError, match="--epochs"):
         training.validate_config(training.default_config("small_cnn", epochs_head=3))
