@@ -184,3 +184,24 @@ def test_a_model_saved_under_one_backend_predicts_the_same_under_another(archite
         assert result.stdout.split()[-1] == other
         difference = np.abs(np.load(output_path) - expected).max()
         assert difference <= 1e-4, f"{architecture}: {here} -> {other} differs by {difference:.2e}"
+
+
+def test_the_command_line_takes_a_backend(tmp_path, capsys):
+    from fer_utils import cli
+
+    other = "jax" if "jax" in INSTALLED_BACKENDS else "tensorflow"
+    result = _python(f"""
+        from fer_utils import cli
+        status = cli.main(["--backend", {other!r}, "demo-data", {str(tmp_path / "demo")!r}, "--per-class", "6"])
+        import keras
+        print(status, keras.config.backend())
+    """, {})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["0", other]
+
+    import keras
+
+    switched = next(name for name in backend.BACKENDS if name != keras.config.backend())
+    assert cli.main(["--backend", switched, "demo-data", str(tmp_path / "other")]) == 2
+    assert "Restart the kernel" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
