@@ -13,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,notebooks,export]"
+	$(PY) -m pip install --quiet -e ".[test,notebooks,export,jax]"
 	touch $(STAMP)
 
 # Command 1: run the notebook series headless on the built-in demo data (smoke settings).

@@ -62,13 +62,15 @@ LOG_NOISE = re.compile("|".join(LOG_NOISE_PATTERNS), re.MULTILINE)
 def quiet_tensorflow(import_now: bool = True) -> None:
     """Keep TensorFlow's C++ start-up and runtime log lines off stderr; call before TF is imported.
 
-    Sets `TF_CPP_MIN_LOG_LEVEL=3` (unless the user set it) and, if Keras runs on TensorFlow and
-    TensorFlow is not imported yet, imports it with file descriptor 2 captured, dropping the lines matching `LOG_NOISE` and
+    Sets `TF_CPP_MIN_LOG_LEVEL=3` (unless the user set it) and, if TensorFlow is installed and not
+    imported yet, imports it with file descriptor 2 captured, dropping the lines matching `LOG_NOISE` and
     passing any other line on. Calling it again, after TensorFlow was imported, or with
     `import_now=False` (for code that may never need TensorFlow), only sets the variable.
     """
     os.environ.setdefault(LOG_LEVEL_VARIABLE, "3")
-    if not import_now or "tensorflow" in sys.modules or active_backend() != "tensorflow":
+    # On every backend, not only TensorFlow's: Keras's `set_random_seed` imports TensorFlow to seed
+    # it whenever it is installed, so it arrives under JAX and PyTorch too.
+    if not import_now or "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
         return
     with _stderr_filtered():
         import tensorflow  # noqa: F401

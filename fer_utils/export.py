@@ -1,6 +1,7 @@
 """Export a trained model to the formats deployment runtimes read, and load those exports back.
 
-Three formats, written by Keras 3's `Model.export`, except ONNX on the TensorFlow backend:
+Three formats, written on Keras's TensorFlow backend (`check_export_backend`) by Keras 3's
+`Model.export`, except ONNX:
 
 - `onnx`: one `.onnx` file for ONNX Runtime, written with tf2onnx from the frozen graph
   (`fer_utils.backend.export_onnx`; Keras's exporter leaves the fixed mean and variance of the
@@ -69,6 +70,23 @@ def require_packages(format: str, purpose: str = "export") -> None:
         )
 
 
+def check_export_backend(format: str) -> None:
+    """Raise ValueError unless Keras runs on TensorFlow, the backend every export format is written on.
+
+    The converters are TensorFlow's (tf2onnx, the LiteRT converter, SavedModel); Keras on JAX
+    needs jax2onnx for ONNX and cannot write LiteRT. A `.keras` model loads on any backend, so the
+    error says how to export it from TensorFlow instead.
+    """
+    import keras
+
+    running = keras.config.backend()
+    if running != "tensorflow":
+        raise ValueError(
+            f"Exporting to {check_format(format)} runs on Keras's TensorFlow backend, and this process runs {running}. "
+            "The model loads there unchanged: python -m fer_utils --backend tensorflow export MODEL ..."
+        )
+
+
 def check_export_path(path: str | os.PathLike, format: str, overwrite: bool = False) -> Path:
     """Return `path` as a Path when `format` can be written there; raise ValueError / FileExistsError if not.
 
@@ -120,8 +138,8 @@ def export_model(model, path: str | os.PathLike, format: str, overwrite: bool = 
     import keras
 
     path = check_export_path(path, format, overwrite)
-    if keras.backend.backend() == "tensorflow":
-        require_packages(format, "export")
+    check_export_backend(format)
+    require_packages(format, "export")
     inference = inference_model(model)
     signature = [keras.InputSpec(shape=(None, *inference.input_shape[1:]), dtype=inference.inputs[0].dtype, name="pixels")]
     if SUFFIXES[format] is None:
@@ -257,6 +275,7 @@ def _litert_runner(path: Path, threads: int | None):
 def _saved_model_runner(path: Path, threads: int | None):
     import keras
 
+    check_export_backend("saved_model")  # TFSMLayer runs on the TensorFlow backend only
     layer = keras.layers.TFSMLayer(str(path), call_endpoint="serve")
 
     def predict(images) -> np.ndarray:

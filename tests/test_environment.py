@@ -27,23 +27,28 @@ def _pip_section(environment):
     return sections[0]
 
 
-def test_pip_section_matches_pyproject_dependencies_and_test_extra():
+def _make_setup_extras() -> list[str]:
+    """The extras `make setup` installs, from its `pip install -e ".[...]"` line."""
+    match = re.search(r'-e "\.\[([\w,-]+)\]"', (ROOT / "Makefile").read_text())
+    assert match, "make setup should install the package with extras: -e \".[test,...]\""
+    return match.group(1).split(",")
+
+
+def test_pip_section_matches_pyproject_dependencies_and_the_extras_make_installs():
     project = _pyproject()
     extras = project["optional-dependencies"]
-    expected = {_normalise(r) for r in project["dependencies"] + extras["test"] + extras["notebooks"] + extras["export"]}
+    expected = {_normalise(r) for r in project["dependencies"]}
+    for extra in _make_setup_extras():
+        expected |= {_normalise(r) for r in extras[extra]}
     listed = {_normalise(r) for r in _pip_section(_conda_environment()) if not r.startswith("-e")}
     assert listed == expected, (
         f"Only in environment.yml: {sorted(listed - expected)}; only in pyproject.toml: {sorted(expected - listed)}"
     )
 
 
-def test_environment_installs_the_package_itself():
-    assert "-e .[test,notebooks,export]" in _pip_section(_conda_environment())
-
-
-def test_make_setup_installs_the_same_extras_as_environment_yml():
-    makefile = (ROOT / "Makefile").read_text()
-    assert '-e ".[test,notebooks,export]"' in makefile
+def test_environment_installs_the_package_with_the_extras_make_installs():
+    assert f"-e .[{','.join(_make_setup_extras())}]" in _pip_section(_conda_environment())
+    assert {"test", "notebooks", "export", "jax"} <= set(_make_setup_extras())
 
 
 def test_tensorflow_comes_from_pip_not_conda():
