@@ -7,7 +7,8 @@ Two face detectors, both with their model inside a registry package, so nothing 
 run time, and `detector="auto"` takes the first one that can run here, in the order of `DETECTORS`:
 
 1. "mtcnn": the MTCNN networks of the `mtcnn` package (its weights ship in the wheel; it runs on
-   TensorFlow, which the package needs anyway). Works with OpenCV 4 and 5.
+   TensorFlow, which the package needs anyway, so only on Keras's TensorFlow backend). Works with
+   OpenCV 4 and 5.
 2. "haar": OpenCV's frontal-face Haar cascade, whose XML ships in the OpenCV 4 wheels
    (`cv2.data.haarcascades`). OpenCV 5's wheels no longer have it (nor `cv2.CascadeClassifier`).
 
@@ -43,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils import CLASS_NAMES
+from fer_utils import CLASS_NAMES, backend
 from fer_utils.loading import load_model
 
 FACE_SIZE = 48
@@ -252,6 +253,11 @@ def _unavailable_reason(name: str) -> str | None:
         # find_spec looks for the package without importing it (importing pulls in TensorFlow).
         if importlib.util.find_spec("mtcnn") is None:
             return f"the 'mtcnn' package is not installed; install it with: {DETECTOR_INSTALL['mtcnn']}."
+        running = backend.active_backend()
+        if running != "tensorflow":
+            # Its networks are Keras models, but its code handles them as TensorFlow tensors.
+            return (f"the 'mtcnn' package runs on Keras's TensorFlow backend only, and this process runs {running} "
+                    "(set BACKEND = 'tensorflow', or use the Haar cascade of OpenCV 4).")
         return None
     raise ValueError(f"Unknown face detector '{name}'. Use 'auto' or one of {list(DETECTORS)}.")
 
