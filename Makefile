@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo experiment experiment-data test test-stacks unit nbval notebooks benchmarks clean
+.PHONY: setup demo experiment experiment-data test test-jax test-stacks unit nbval notebooks benchmarks clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,13 @@ test: setup
 
 unit: setup
 	$(PY) -m pytest tests
+
+# The unit tests again under Keras's JAX backend (JAX's CPU wheel comes with setup). Left out, for CI's
+# time: the real-browser test (its front end and kernel code are the same on every backend) and the
+# two full training-notebook runs (notebook runs are `make test`'s and the stacks' part).
+test-jax: setup
+	KERAS_BACKEND=jax FER_SMOKE=1 $(PY) -m pytest tests --deselect tests/test_webcam_browser.py \
+		--deselect tests/test_notebooks_imagenet.py
 
 nbval: setup
 	runs=$$(mktemp -d) && FER_SMOKE=1 FER_RUNS_DIR=$$runs $(PY) -m pytest notebooks $(NBVAL); \
