@@ -6,7 +6,7 @@ them) and each Keras backend (TensorFlow, JAX, PyTorch) it measures, on random p
 
 - `train`: `model.fit` with AdamW and cross-entropy at batch 64. A warm-up fit of 2 steps is
   excluded from the timing (it traces and compiles the training step); then a fit of `--steps`
-  steps is timed. Its figure is shown as `first fit (s)` in a second table, since compilation
+  steps is timed. The warm-up fit's seconds are shown too (row `1st fit`), since compilation
   time differs a lot between backends.
 - `infer`: `fer_utils.models.predict` (what evaluation, Grad-CAM and the demo call) on 512
   images at batch 256, timed after one warm-up call of the same size.
@@ -186,13 +186,18 @@ def run_pair(python: str, backend: str, backbone: str, sizes: dict, timeout_s: f
     return result
 
 
-def cell(record: dict, key: str, reference: dict | None, digits: int = 0) -> str:
+def figure(value: float) -> str:
+    """`value` to about 3 significant digits: 1,256 / 75.3 / 0.42 (tiny --quick figures stay readable)."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def cell(record: dict, key: str, reference: dict | None) -> str:
     """One table cell: the figure, with its ratio to the reference record's (None: no ratio)."""
     if record["status"] == NOT_INSTALLED:
         return NOT_INSTALLED
     if record["status"] != "ok":
         return "error"
-    text = f"{record[key]:,.{digits}f}"
+    text = figure(record[key])
     if reference is not None and reference is not record and reference.get("status") == "ok":
         text += f" ({record[key] / reference[key]:.2f}x)"
     return text
@@ -215,10 +220,10 @@ def format_report(records: list[dict], backends: list[str], backbones: list[str]
               f"{'backbone':<12}{'mode':<8}" + "".join(f"{backend:>{width}}" for backend in backends)]
     for backbone in backbones:
         reference = by_pair.get((backbone, "tensorflow"))
-        for key, label, digits in (("train", "train", 0), ("infer", "infer", 0), ("first_fit_s", "1st fit", 1)):
+        for key, label in (("train", "train"), ("infer", "infer"), ("first_fit_s", "1st fit")):
             # Seconds are not a speed: the ratio is shown for the images/s rows only.
             ratio_to = reference if key != "first_fit_s" else None
-            row = [cell(by_pair[(backbone, backend)], key, ratio_to, digits) for backend in backends]
+            row = [cell(by_pair[(backbone, backend)], key, ratio_to) for backend in backends]
             lines.append(f"{backbone:<12}{label:<8}" + "".join(f"{text:>{width}}" for text in row))
     loads = [value for record in records for value in record.get("load", [])]
     if loads:
@@ -274,7 +279,7 @@ def main(argv=None) -> int:
             records.append(record)
             if record["status"] == NOT_INSTALLED:
                 missing.add(backend)
-            figures = f"train {record['train']:.0f}, infer {record['infer']:.0f} images/s" if record["status"] == "ok" \
+            figures = f"train {figure(record['train'])}, infer {figure(record['infer'])} images/s" if record["status"] == "ok" \
                 else record.get("error", record["status"])
             cpu = f", CPU {record['cpu_s']:.0f} s" if "cpu_s" in record else ""
             print(f"  {backbone} on {backend}: {figures} (wall {time.perf_counter() - started:.0f} s{cpu})", flush=True)

@@ -58,9 +58,9 @@ def test_missing_backend_package_is_reported_not_raised(bench, monkeypatch):
 def test_report_puts_backends_side_by_side_with_ratios(bench):
     records = [
         ok_record("tensorflow", "small_cnn", 200.0, 1000.0),
-        ok_record("jax", "small_cnn", 300.0, 500.0),
+        ok_record("jax", "small_cnn", 300.0, 500.0, first_fit_s=12.345),
         {"backend": "torch", "backbone": "small_cnn", "status": bench.NOT_INSTALLED},
-        ok_record("tensorflow", "vgg16", 40.0, 100.0),
+        ok_record("tensorflow", "vgg16", 40.25, 100.0),
         {"backend": "jax", "backbone": "vgg16", "status": "error", "error": "RuntimeError: boom"},
         {"backend": "torch", "backbone": "vgg16", "status": bench.NOT_INSTALLED},
     ]
@@ -73,9 +73,9 @@ def test_report_puts_backends_side_by_side_with_ratios(bench):
     infer = next(line for line in lines if line.startswith("small_cnn   infer"))
     assert "500 (0.50x)" in infer
     first_fit = next(line for line in lines if line.startswith("small_cnn   1st fit"))
-    assert "x)" not in first_fit  # seconds get no ratio
+    assert first_fit.split()[3:] == ["1", "12.3", "not", "installed"]  # seconds get no ratio
     vgg_train = next(line for line in lines if line.startswith("vgg16       train"))
-    assert vgg_train.split()[2:] == ["40", "error", "not", "installed"]
+    assert vgg_train.split()[2:] == ["40.2", "error", "not", "installed"]
     assert "error: vgg16 on jax: RuntimeError: boom" in lines
     assert any(line.split()[:1] == ["torch"] and "not installed" in line for line in lines)
     assert "load average (1 min) around the measurements: 1.00 .. 2.00" in lines
