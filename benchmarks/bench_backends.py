@@ -1,4 +1,4 @@
-"""Benchmark 8: training and inference speed (images/s) per Keras backend on this CPU, side by side.
+"""Benchmark 7: training and inference speed (images/s) per Keras backend on this CPU, side by side.
 
 For each backbone (small_cnn, VGG16, ResNet50 at 48 px, random weights, head BatchNorm and
 augmentation on, as `fer_utils.models.build_model(..., weights=None, head_batchnorm=True)` builds
