@@ -45,8 +45,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BACKENDS = ("tensorflow", "jax", "torch")
 BACKBONES = ("small_cnn", "vgg16", "resnet50")
-# Timed training steps per backbone: enough for a few seconds of training each on 2 cores,
-# few enough for the whole default run to take about 6 minutes.
+# Timed training steps per backbone: a few seconds of training each on 2 cores. Most of a run's
+# time goes to imports and compilation (the `1st fit` row), not to these steps.
 DEFAULT_STEPS = {"small_cnn": 24, "vgg16": 6, "resnet50": 6}
 WARMUP_STEPS = 2
 RESULT_PREFIX = "BENCH_BACKENDS_RESULT "
@@ -237,7 +237,8 @@ def format_report(records: list[dict], backends: list[str], backbones: list[str]
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
-    parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), help="Names from fer_utils.models.BACKBONES.")
+    parser.add_argument("--backbones", nargs="+", default=list(BACKBONES),
+                        help=f"Backbones of fer_utils.models (default: {' '.join(BACKBONES)}).")
     parser.add_argument("--steps", type=int, help="Timed training steps for every backbone (default: "
                         + ", ".join(f"{name} {steps}" for name, steps in DEFAULT_STEPS.items()) + ").")
     parser.add_argument("--batch-size", type=int, default=64, help="Training batch size.")
@@ -253,8 +254,13 @@ def main(argv=None) -> int:
     if args.child:
         print(RESULT_PREFIX + json.dumps(run_child(args)), flush=True)
         return 0
+    sys.path.insert(0, str(REPO))
+    from fer_utils import models  # the registry only: keras is imported by the subprocesses
+
     try:
         pythons = parse_python_for(args.python_for)
+        for backbone in args.backbones:
+            models.get_spec(backbone)
     except ValueError as error:
         parser.error(str(error))
     if args.quick:

@@ -99,3 +99,14 @@ def test_quick_run_prints_tensorflow_and_jax_side_by_side():
     assert any(line.strip().startswith("tensorflow") and "keras" in line for line in lines)
     assert any(line.strip().startswith("jax") and "jaxlib" in line for line in lines)
     assert not any(line.startswith("error:") for line in lines), completed.stdout
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--backbones", "vgg19"], "Unknown backbone 'vgg19'"),
+    (["--python-for", "torch=/no/such/python"], "/no/such/python does not exist"),
+])
+def test_bad_options_are_usage_errors_before_any_measurement(bench, argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
