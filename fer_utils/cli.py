@@ -16,6 +16,7 @@ import argparse
 import sys
 
 from fer_utils import __version__
+from fer_utils.backend import BACKENDS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Facial expression recognition on FER2013 with Keras transfer learning.",
     )
     parser.add_argument("--version", action="version", version=f"fer_utils {__version__}")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="Keras backend to run on (default: $KERAS_BACKEND, else tensorflow).")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_info_parser(subparsers)
     _add_demo_data_parser(subparsers)
@@ -417,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        backend.select_backend(args.backend)  # before anything imports Keras, which fixes its backend
+    except (ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     # Before anything imports TensorFlow: no C++ log lines on the console. `info` and `demo-data`
     # never load TensorFlow, so they only get the environment variable.
     backend.quiet_tensorflow(import_now=args.command not in ("info", "demo-data"))

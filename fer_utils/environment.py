@@ -85,8 +85,11 @@ def library_versions() -> dict:
     """Return the versions of Python and the libraries that shape a run's results."""
     import importlib.metadata
 
+    from fer_utils import backend
+
     versions = {"python": platform.python_version()}
-    for package in ("fer-utils", "keras", "tensorflow", "numpy", "pandas", "scikit-learn"):
+    # The framework Keras runs on (tensorflow, jax or torch), not every one that happens to be installed.
+    for package in ("fer-utils", "keras", backend.active_backend(), "numpy", "pandas", "scikit-learn"):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:

@@ -85,8 +85,9 @@ def setup(
     quiet: bool = False,
     runs_on_drive: bool = False,
     weights_dir=None,
+    backend: str | None = None,
 ) -> NotebookContext:
-    """Set seeds, find the data and the runs folder, check the libraries, print the environment.
+    """Choose the Keras backend, set seeds, find the data and the runs folder, check the libraries, print them.
 
     Args:
         data: The notebook's `DATA` parameter (see `locate_data`).
@@ -96,13 +97,18 @@ def setup(
         runs_on_drive: On Colab, mount Google Drive and keep the runs there (ignored elsewhere).
         weights_dir: A folder holding Keras's ImageNet "notop" files; sets `$FER_WEIGHTS_DIR`
             for this session, so `weights="imagenet"` loads them from there before downloading.
+        backend: The notebook's `BACKEND` parameter: "tensorflow", "jax" or "torch", applied before
+            anything imports Keras (None: `KERAS_BACKEND`, else TensorFlow). A kernel that already
+            runs Keras on another backend is a RuntimeError that says to restart it.
 
     Returns:
         A `NotebookContext`.
     """
-    from fer_utils import backend, environment, models
+    from fer_utils import environment, models
+    from fer_utils.backend import quiet_tensorflow, select_backend
 
-    backend.quiet_tensorflow()  # first, so TensorFlow's C++ log lines never reach the notebook
+    select_backend(backend)  # before anything below imports Keras, which fixes its backend
+    quiet_tensorflow()  # next, so TensorFlow's C++ log lines never reach the notebook
     if weights_dir is not None:
         os.environ[models.WEIGHTS_DIR_VARIABLE] = str(Path(weights_dir).expanduser())
     platform = environment.platform_name()

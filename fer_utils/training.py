@@ -255,8 +255,8 @@ def _train_locked(training_data: TrainingData, plan: TrainingPlan, run_dir: Path
     backup = run_dir / checkpoints.BACKUP_DIR
     backend.enable_memory_growth()
     environment.set_seeds(plan.config.seed)
-    strategy = backend.distribution_strategy()
-    model = _build_model(plan, strategy)
+    devices = backend.distribution()
+    model = _build_model(plan, devices)
     # Written only now that the model is built: a failed build leaves nothing that blocks a retry.
     checkpoints.write_state(backup / checkpoints.STATE_FILE, run_state)
 
@@ -274,7 +274,7 @@ def _train_locked(training_data: TrainingData, plan: TrainingPlan, run_dir: Path
         step = _phase_step(plan, phase, epochs, folder, phase_records,
                            _phase_budget(plan.config, wall_time, epochs, later_epochs))
         started = time.perf_counter()
-        with strategy.scope():
+        with devices.scope():
             record = _run_phase(model, plan, step, training_data, callbacks)
         record["seconds"] = round(record["seconds"] + time.perf_counter() - started, 3)
         checkpoints.save_arrays(folder / checkpoints.FINAL_WEIGHTS_FILE, model.get_weights())
@@ -298,7 +298,7 @@ def _train_locked(training_data: TrainingData, plan: TrainingPlan, run_dir: Path
     val_metrics = validation_metrics(final_model, training_data.val, plan.config.batch_size)
     wall_time["total"] = round(sum(wall_time.values()), 3)
     run_config = _run_config(plan, run_dir, training_data, phase_records, selected_phase, final_model, wall_time)
-    run_config["replicas"] = int(strategy.num_replicas_in_sync)
+    run_config["replicas"] = devices.replicas
     runs.save_run(run_dir, final_model, run_config, history=history, val_metrics=val_metrics)
     run_state["complete"] = True
     checkpoints.write_state(backup / checkpoints.STATE_FILE, run_state)
@@ -308,8 +308,8 @@ def _train_locked(training_data: TrainingData, plan: TrainingPlan, run_dir: Path
     return run_dir
 
 
-def _build_model(plan: TrainingPlan, strategy):
-    """The model to train, under the distribution strategy and, on a GPU, mixed precision."""
+def _build_model(plan: TrainingPlan, devices):
+    """The model to train, in the scope of `devices` (a `backend.Distribution`) and, on a GPU, mixed precision."""
     import keras
 
     from fer_utils import models
@@ -318,7 +318,7 @@ def _build_model(plan: TrainingPlan, strategy):
     try:
         if plan.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16")
-        with strategy.scope():
+        with devices.scope():
             model = models.build_model(weights=plan.config.weights, **plan.build_arguments())
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)

@@ -44,6 +44,7 @@ import os
 SMOKE = os.environ.get("FER_SMOKE", "") == "1"
 DATA = "demo" if SMOKE else None  # None: find FER2013 (FER_DATA_DIR, Kaggle input, ./data/fer2013, kagglehub), else demo
 SEED = 42
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")  # "tensorflow", "jax" or "torch": set by the setup cell before Keras loads
 RUNS_ON_DRIVE = False  # Colab only: keep run folders on Google Drive (mounted when True); a Colab VM forgets them
 DRAWS = 5  # augmented versions shown per face
 BACKBONES_SHOWN = ["vgg16", "resnet50", "efficientnetb0"]
@@ -63,7 +64,7 @@ if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
 from fer_utils import notebook
 from fer_utils import augmentation, data, models, plots
 
-context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE)
+context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE, backend=BACKEND)
 
 # %% [markdown]
 # ## Data

@@ -49,6 +49,7 @@ import os
 SMOKE = os.environ.get("FER_SMOKE", "") == "1"
 DATA = "demo" if SMOKE else None  # None: find FER2013 (FER_DATA_DIR, Kaggle input, ./data/fer2013, kagglehub), else demo
 SEED = 42
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")  # "tensorflow", "jax" or "torch": set by the setup cell before Keras loads
 RUNS_ON_DRIVE = False  # Colab only: keep run folders on Google Drive (mounted when True); a Colab VM forgets them
 BACKBONE = "vgg16"
 WEIGHTS = "imagenet"  # "imagenet", None (random initialisation) or a weights file
@@ -87,7 +88,7 @@ if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
 from fer_utils import notebook
 from fer_utils import data, evaluation, plots, report, training, training_notebook
 
-context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE, weights_dir=WEIGHTS_DIR)
+context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE, weights_dir=WEIGHTS_DIR, backend=BACKEND)
 
 # %% [markdown]
 # ImageNet weights come from a local copy of Keras's "notop" file when there is one (`WEIGHTS_DIR`,

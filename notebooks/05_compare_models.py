@@ -46,6 +46,7 @@ import os
 SMOKE = os.environ.get("FER_SMOKE", "") == "1"
 DATA = "demo" if SMOKE else None  # None: find FER2013 (FER_DATA_DIR, Kaggle input, ./data/fer2013, kagglehub), else demo
 SEED = 42
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")  # "tensorflow", "jax" or "torch": set by the setup cell before Keras loads
 RUNS_ON_DRIVE = False  # Colab only: keep run folders on Google Drive (mounted when True); a Colab VM forgets them
 RUNS = None  # a list of run folders; None takes every run in the runs folder
 SPLIT = "test"
@@ -68,7 +69,7 @@ from pathlib import Path
 
 from fer_utils import data, evaluation, gradcam, metrics, plots, report, runs
 
-context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE)
+context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE, backend=BACKEND)
 
 # %% [markdown]
 # ## Data and runs

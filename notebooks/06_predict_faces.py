@@ -45,6 +45,7 @@ import os
 SMOKE = os.environ.get("FER_SMOKE", "") == "1"
 DATA = "demo" if SMOKE else None  # None: find FER2013 (FER_DATA_DIR, Kaggle input, ./data/fer2013, kagglehub), else demo
 SEED = 42
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")  # "tensorflow", "jax" or "torch": set by the setup cell before Keras loads
 RUNS_ON_DRIVE = False  # Colab only: keep run folders on Google Drive (mounted when True); a Colab VM forgets them
 MODEL = None  # a run folder, a .keras file or "builtin"; None: your best run trained on FER2013, else the shipped model
 PHOTO = None  # a photo path; None uses matplotlib's public-domain sample photo of Grace Hopper
@@ -66,7 +67,7 @@ if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
 from fer_utils import notebook
 from fer_utils import faces, loading, plots, runs, video
 
-context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE)
+context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE, backend=BACKEND)
 
 # %% [markdown]
 # ## Load a trained model
