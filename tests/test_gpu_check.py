@@ -21,6 +21,7 @@ SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 def gpu_check():
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -116,6 +117,7 @@ def test_hide_tensorflow_makes_it_look_uninstalled():
         import importlib.util, sys
         spec = importlib.util.spec_from_file_location("gpu_check", {str(SCRIPT)!r})
         module = importlib.util.module_from_spec(spec)
+        sys.modules["gpu_check"] = module
         spec.loader.exec_module(module)
         module.hide_tensorflow()
         assert importlib.util.find_spec("tensorflow") is None
@@ -135,6 +137,14 @@ def test_hide_tensorflow_makes_it_look_uninstalled():
     assert result.stdout.strip() == "hidden"
 
 
+def test_a_setting_in_its_own_process_reports_its_failure(gpu_check, tmp_path):
+    job = gpu_check.Job(backbone="vgg16", setting="mixed", subset=str(tmp_path / "none.npz"), img_size=32,
+                        batch_size=8, steps=2, warmup_steps=1)
+    result = gpu_check.run_child(job, allow_tensorflow=False)
+    assert (result["backbone"], result["setting"], result["policy"]) == ("vgg16", "mixed", "mixed_bfloat16")
+    assert len(result["failures"]) == 1 and "FileNotFoundError: No FER2013 subset at" in result["failures"][0]
+
+
 def test_the_check_without_a_subset_says_how_to_make_one(tmp_path):
     missing = tmp_path / "none.npz"
     result = subprocess.run([sys.executable, str(SCRIPT), "--subset", str(missing)], capture_output=True, text=True,
@@ -152,6 +162,7 @@ def test_dry_run_checks_both_backbones_in_both_settings():
     output = result.stdout
     assert result.returncode == 0, output[-6000:] + result.stderr[-3000:]
     assert output.splitlines()[0].startswith("GPU check under the jax Keras backend")
+    assert "Keras marks the project's augmentation layers" in output
     rows = {}
     for line in output.splitlines():
         cells = [cell.strip() for cell in line.split(" | ")]
@@ -165,7 +176,8 @@ def test_dry_run_checks_both_backbones_in_both_settings():
         assert float(speed.replace(",", "")) > 0 and float(epoch.replace(",", "")) > 0
         assert memory == "n/a"  # a CPU has no allocator statistics
         assert re.fullmatch(r"\d+\.\d+x", ratio) if setting != "float32" else ratio == "-"
-        first, last = (float(value) for value in loss.split(" -> "))
-        assert last < first
-    assert len(re.findall(r"Grad-CAM \d+\.\d s", output)) == 2 and len(re.findall(r"TTA \d+\.\d s", output)) == 2
+        # Reported, not asserted to fall, in a dry run (ten tiny steps from random weights).
+        assert all(np.isfinite(float(value)) for value in loss.split(" -> "))
+    # Grad-CAM and TTA once, on the first backbone's mixed model.
+    assert len(re.findall(r"Grad-CAM \d+\.\d s", output)) == 1 and len(re.findall(r"TTA \d+\.\d s", output)) == 1
     assert output.rstrip().splitlines()[-1] == "GPU check passed"
