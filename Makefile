@@ -6,7 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo experiment experiment-data test test-jax test-stacks unit nbval notebooks benchmarks clean
+.PHONY: setup demo experiment experiment-data test test-jax test-stacks unit nbval notebooks benchmarks clean \
+	gpu-check gpu-check-dry-run gpu-check-wheels gpu-check-subset
 
 setup: $(STAMP)
 
@@ -64,3 +65,27 @@ clean:
 # (constraints/*.txt), with fer_utils installed --no-deps as the notebooks' setup cell does there.
 test-stacks:
 	$(PYTHON) tools/test_stack.py colab kaggle
+
+# The GPU check (README "The GPU check"): VGG16 and ResNet50 at 96 px under JAX, float32 against
+# mixed precision, on one GPU. `gpu-check` runs with the GPU machine's own python3 (no venv there),
+# after the wheels of `gpu-check-wheels` are installed (see the README for the one install line).
+# `gpu-check-subset` writes the FER2013 subset it trains on (DATA: your FER2013 root).
+# `gpu-check-dry-run` is the same check at tiny sizes on the demo data, on a CPU (CI runs it).
+GPU_CHECK_WHEELS := keras==3.15.1 namex==0.1.0 optree==0.20.0
+GPU_CHECK_PLATFORMS := $(foreach tag,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux1,--platform $(tag)_x86_64)
+
+gpu-check:
+	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PYTHON) benchmarks/gpu_check.py
+
+gpu-check-dry-run: setup
+	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(PY) benchmarks/gpu_check.py --dry-run
+
+gpu-check-subset: setup
+	@test -n "$(DATA)" || { echo "usage: make gpu-check-subset DATA=path/to/fer2013" >&2; exit 2; }
+	$(PY) benchmarks/gpu_check.py --make-subset "$(DATA)"
+
+# Keras and the two of its requirements the GPU machine lacks, as Python 3.12 manylinux wheels in
+# .whl/ (ignored by git), for a machine that cannot reach PyPI.
+gpu-check-wheels:
+	$(PYTHON) -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		$(GPU_CHECK_PLATFORMS) -d .whl $(GPU_CHECK_WHEELS)
