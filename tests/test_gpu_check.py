@@ -155,6 +155,8 @@ def test_the_check_without_a_subset_says_how_to_make_one(tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed: the check runs under the JAX backend")
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND") == "jax",
+                    reason="the check picks its backend itself, in its own process: once per CI run, in make test")
 def test_dry_run_checks_both_backbones_in_both_settings():
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, str(SCRIPT), "--dry-run"], capture_output=True, text=True, timeout=3000,
