@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -40,6 +41,8 @@ CONSTRAINTS = ROOT / "constraints"
 STACKS = ROOT / ".stacks"
 SETUP_NOTEBOOK = ROOT / "notebooks" / "01_explore_data.ipynb"
 NBVAL = ("--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=900")
+# Held while a stack installs from the checkout (stacks run in threads of this process).
+_CHECKOUT_BUILD = threading.Lock()
 
 
 def setup_cell_installs(checkout: Path = ROOT) -> list[list[str]]:
@@ -132,8 +135,10 @@ def run_stack(stack: Stack, keep: bool) -> str:
     stack.run("platform libraries", pip + ["install", "--quiet", "-r", str(stack.constraints)])
     stack.run("test tools", pip + ["install", "--quiet", "-c", str(stack.constraints), *test_requirements()])
     for arguments in setup_cell_installs():
-        stack.run("setup cell: %pip install " + " ".join(Path(a).name if a == str(ROOT) else a for a in arguments),
-                  pip + ["install", "--quiet", "-c", str(stack.constraints), *arguments])
+        # pip builds the checkout's wheel in its build/ folder, where two stacks building at once collide.
+        with _CHECKOUT_BUILD:
+            stack.run("setup cell: %pip install " + " ".join(Path(a).name if a == str(ROOT) else a for a in arguments),
+                      pip + ["install", "--quiet", "-c", str(stack.constraints), *arguments])
     _check_pins(stack, python)
     scratch = Path(tempfile.mkdtemp(prefix=f"fer-{stack.name}-"))
     # Each stack gets its own runs and cache folders, so stacks can run side by side.
