@@ -43,12 +43,16 @@ test: setup
 unit: setup
 	$(PY) -m pytest tests
 
-# The unit tests again under Keras's JAX backend (JAX's CPU wheel comes with setup). Left out, for CI's
-# time: the real-browser test (its front end and kernel code are the same on every backend) and the
-# two full training-notebook runs (notebook runs are `make test`'s and the stacks' part).
+# The unit tests again under Keras's JAX backend (JAX's CPU wheel comes with setup): every test file
+# that builds, trains, saves, loads or runs a Keras model. Left out, for CI's time, the files that
+# never reach a backend (data decoding, metrics, plots, files, notebook sources, structure, run-folder
+# bookkeeping), the real-browser test and the full training-notebook runs (`make test` runs them all).
+JAX_TESTS := tests/test_augmentation.py tests/test_backends.py tests/test_clean_outputs.py \
+	tests/test_compare_cli.py tests/test_evaluation.py tests/test_export.py tests/test_faces.py \
+	tests/test_gradcam.py tests/test_models.py tests/test_pretrained.py tests/test_runs.py \
+	tests/test_training.py tests/test_webcam.py
 test-jax: setup
-	KERAS_BACKEND=jax FER_SMOKE=1 $(PY) -m pytest tests --deselect tests/test_webcam_browser.py \
-		--deselect tests/test_notebooks_imagenet.py
+	KERAS_BACKEND=jax FER_SMOKE=1 $(PY) -m pytest $(JAX_TESTS)
 
 nbval: setup
 	runs=$$(mktemp -d) && FER_SMOKE=1 FER_RUNS_DIR=$$runs $(PY) -m pytest notebooks $(NBVAL); \
