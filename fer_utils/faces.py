@@ -6,9 +6,10 @@ Video streams and files (frame loop, capture, writing, the synthetic test video)
 Two face detectors, both with their model inside a registry package, so nothing is downloaded at
 run time, and `detector="auto"` takes the first one that can run here, in the order of `DETECTORS`:
 
-1. "mtcnn": the MTCNN networks of the `mtcnn` package (its weights ship in the wheel; it runs on
-   TensorFlow, which the package needs anyway, so only on Keras's TensorFlow backend). Works with
-   OpenCV 4 and 5.
+1. "mtcnn": the MTCNN networks of the `mtcnn` package (its weights ship in the wheel). Its networks
+   are Keras models and run on the TensorFlow or JAX backend; the package's code around them is
+   written in TensorFlow, so TensorFlow must be installed (as on Colab and Kaggle). Beside PyTorch
+   it crashes the process, so on the PyTorch backend it is not offered. Works with OpenCV 4 and 5.
 2. "haar": OpenCV's frontal-face Haar cascade, whose XML ships in the OpenCV 4 wheels
    (`cv2.data.haarcascades`). OpenCV 5's wheels no longer have it (nor `cv2.CascadeClassifier`).
 
@@ -226,6 +227,25 @@ class _SkipWhenEmpty:
         return self._stage(bboxes_batch=bboxes_batch, **kwargs)
 
 
+class _NetworkOutputsAsTensorFlow:
+    """Runs an mtcnn network on the active Keras backend and hands its outputs back as TensorFlow tensors.
+
+    mtcnn 1.0 post-processes its networks' outputs with TensorFlow ops, which take neither JAX
+    arrays nor PyTorch tensors; NumPy is the common ground. `predict_on_batch` compiles the whole
+    network once per input shape (on JAX calling it op by op took four times longer for each new
+    image size). Under the TensorFlow backend the network is left as it is.
+    """
+
+    def __init__(self, network):
+        self._network = network
+
+    def __call__(self, images, *args, **kwargs):
+        import tensorflow as tf
+
+        outputs = self._network.predict_on_batch(np.asarray(images))
+        return [tf.convert_to_tensor(np.asarray(output)) for output in outputs]
+
+
 @functools.lru_cache(maxsize=None)
 def _load_mtcnn():
     """Build the MTCNN detector once per process: it loads three networks, which takes seconds."""
@@ -237,7 +257,11 @@ def _load_mtcnn():
 
     # All three stages: the last network (ONet) refines the boxes and rejects most false ones. The
     # networks are tiny, so the CPU is as fast as a GPU here and leaves the GPU to the classifier.
-    stages = [StagePNet(), _SkipWhenEmpty(StageRNet()), _SkipWhenEmpty(StageONet())]
+    stages = [StagePNet(), StageRNet(), StageONet()]
+    if backend.active_backend() != "tensorflow":
+        for stage in stages:
+            stage._model = _NetworkOutputsAsTensorFlow(stage._model)
+    stages = [stages[0], *(_SkipWhenEmpty(stage) for stage in stages[1:])]
     return MTCNN(stages=stages, device="CPU:0")
 
 
@@ -253,11 +277,16 @@ def _unavailable_reason(name: str) -> str | None:
         # find_spec looks for the package without importing it (importing pulls in TensorFlow).
         if importlib.util.find_spec("mtcnn") is None:
             return f"the 'mtcnn' package is not installed; install it with: {DETECTOR_INSTALL['mtcnn']}."
+        # Its networks are Keras models (any backend), but the code around them is TensorFlow.
         running = backend.active_backend()
-        if running != "tensorflow":
-            # Its networks are Keras models, but its code handles them as TensorFlow tensors.
-            return (f"the 'mtcnn' package runs on Keras's TensorFlow backend only, and this process runs {running} "
-                    "(set BACKEND = 'tensorflow', or use the Haar cascade of OpenCV 4).")
+        if running == "torch":
+            # Measured with PyTorch 2.14.1 and TensorFlow 2.21: the first detection crashes the
+            # process (a segmentation fault while PyTorch imports its compiler beside TensorFlow).
+            return ("the 'mtcnn' package's TensorFlow code crashes beside PyTorch in one process; on the "
+                    "PyTorch backend use the Haar cascade of OpenCV 4, or set BACKEND = 'tensorflow' or 'jax'.")
+        if importlib.util.find_spec("tensorflow") is None:
+            return ("the 'mtcnn' package needs TensorFlow installed, whichever Keras backend runs; install it "
+                    "with: pip install tensorflow (or use the Haar cascade of OpenCV 4).")
         return None
     raise ValueError(f"Unknown face detector '{name}'. Use 'auto' or one of {list(DETECTORS)}.")
 

@@ -4,6 +4,7 @@ The detection tests run once per detector that is available here (`faces.availab
 MTCNN and the Haar cascade under OpenCV 4, MTCNN alone under OpenCV 5).
 """
 
+import importlib.util
 import sys
 
 import cv2
@@ -19,7 +20,7 @@ VIDEO_FRAMES = 12
 AVAILABLE = faces.available_detectors()
 needs_haar = pytest.mark.skipif("haar" not in AVAILABLE, reason="OpenCV's Haar cascade is not in this OpenCV")
 needs_mtcnn = pytest.mark.skipif("mtcnn" not in AVAILABLE,
-                                 reason="the mtcnn package is not installed, or Keras runs another backend than TensorFlow")
+                                 reason="the mtcnn package (or the TensorFlow it needs) is missing, or Keras runs on PyTorch")
 
 
 @pytest.fixture(params=AVAILABLE)
@@ -246,13 +247,41 @@ def test_no_detector_gives_an_actionable_error(without_haar, without_mtcnn, phot
         faces.detect_faces(photo, detector="mtcnn")
 
 
-def test_mtcnn_needs_the_tensorflow_backend(monkeypatch, photo):
+def test_mtcnn_needs_tensorflow_installed(monkeypatch, photo):
     from fer_utils import backend
 
     monkeypatch.setattr(backend, "active_backend", lambda: "jax")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "tensorflow" else real_find_spec(name, *args))
     assert "mtcnn" not in faces.available_detectors()
-    with pytest.raises(FileNotFoundError, match="runs on Keras's TensorFlow backend only, and this process runs jax"):
+    with pytest.raises(FileNotFoundError, match="'mtcnn' package needs TensorFlow installed.*pip install tensorflow"):
         faces.resolve_detector("mtcnn")
+
+
+def test_mtcnn_is_not_offered_on_the_pytorch_backend(monkeypatch):
+    from fer_utils import backend
+
+    monkeypatch.setattr(backend, "active_backend", lambda: "torch")
+    assert "mtcnn" not in faces.available_detectors()
+    with pytest.raises(FileNotFoundError, match="crashes beside PyTorch.*'tensorflow' or 'jax'"):
+        faces.resolve_detector("mtcnn")
+
+
+@needs_mtcnn
+def test_mtcnn_network_outputs_reach_its_tensorflow_code_on_every_backend():
+    import keras
+    import tensorflow as tf
+
+    inputs = keras.Input((None, None, 3))
+    features = keras.layers.Conv2D(2, 3)(inputs)
+    network = keras.Model(inputs, [features, keras.layers.Rescaling(2.0)(features)])
+    wrapped = faces._NetworkOutputsAsTensorFlow(network)
+    images = tf.random.uniform((1, 12, 12, 3))
+    outputs = wrapped(images)
+    assert [type(output) for output in outputs] == [type(tf.constant(0.0))] * 2
+    np.testing.assert_allclose(outputs[1].numpy(), 2 * outputs[0].numpy())
+    assert outputs[0].shape == (1, 10, 10, 2)
 
 
 def test_unknown_detector_is_rejected(photo):
