@@ -11,8 +11,13 @@ For each stack named after a file in `constraints/`:
 3. install fer_utils exactly as the notebooks' setup cell does on Colab and Kaggle: its `%pip
    install` lines are read from notebook 01, with the repository URL replaced by this checkout
    (so fer_utils itself goes in with --no-deps and meets the pinned libraries, not its own);
-4. run the unit tests and nbval over every notebook (smoke settings, a fresh runs folder); the
-   full-settings notebook runs of tests/test_notebooks_imagenet.py are left to `make test`.
+4. run the unit tests and nbval over every notebook (smoke settings, a fresh runs folder). Left
+   to `make test`: the full-settings notebook runs of tests/test_notebooks_imagenet.py and the
+   tests of the benchmark scripts (`TOOLING_TESTS`: they run on a developer's or the GPU machine,
+   not on the platforms). A stack whose TensorFlow and Keras pins equal those of a stack named
+   before it in the same run leaves the test files that exercise TensorFlow and Keras only
+   (`KERAS_ONLY_TESTS`) to that stack: Kaggle and Colab ship the same TensorFlow and Keras, so
+   `colab kaggle` runs them on Colab's stack and Kaggle's adds its own NumPy, pandas and OpenCV.
 
 Stacks run side by side (`--jobs`), each with its own runs and cache folders; every step prints
 one line, and each stack's full output goes to `.stacks/<stack>.log`, whose last lines are shown
@@ -43,8 +48,13 @@ STACKS = ROOT / ".stacks"
 SETUP_NOTEBOOK = ROOT / "notebooks" / "01_explore_data.ipynb"
 NBVAL = ("--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=900")
 # Left to `make test`, for CI's time: the full-settings runs of notebooks 03 and 04 (nbval still runs
-# every notebook here, on the stack's libraries).
-STACK_DESELECT = ("--deselect", "tests/test_notebooks_imagenet.py")
+# every notebook here, on the stack's libraries), and the benchmark scripts' tests.
+TOOLING_TESTS = ("tests/test_notebooks_imagenet.py", "tests/test_gpu_check.py", "tests/test_bench_backends.py")
+# Test files whose outcome depends on TensorFlow and Keras alone among the pinned libraries (models,
+# training, run folders, backends, exports): one stack per TensorFlow and Keras pair runs them.
+KERAS_ONLY_TESTS = ("tests/test_models.py", "tests/test_training.py", "tests/test_reliability.py",
+                    "tests/test_backends.py", "tests/test_export.py")
+KERAS_PACKAGES = ("tensorflow", "keras")
 # Held while a stack installs from the checkout (stacks run in threads of this process).
 _CHECKOUT_BUILD = threading.Lock()
 
@@ -106,29 +116,46 @@ class Stack:
         self.say(f"{step}: {time.perf_counter() - start:.0f} s")
 
 
+def pins(constraints: Path) -> dict[str, str]:
+    """The `name==version` lines of a constraints file, as {name: version}."""
+    return dict(
+        line.split("#")[0].strip().split("==") for line in constraints.read_text().splitlines()
+        if "==" in line.split("#")[0]
+    )
+
+
+def deselected_tests(stacks: list[Stack]) -> dict[str, tuple[str, ...]]:
+    """For each stack, the test files it leaves to `make test` or to an earlier stack of `stacks`."""
+    deselected, keras_pairs_seen = {}, set()
+    for stack in stacks:
+        stack_pins = pins(stack.constraints)
+        keras_pair = tuple(stack_pins.get(name) for name in KERAS_PACKAGES)
+        files = TOOLING_TESTS + (KERAS_ONLY_TESTS if keras_pair in keras_pairs_seen else ())
+        keras_pairs_seen.add(keras_pair)
+        deselected[stack.name] = files
+    return deselected
+
+
 def _quiet_pip(python: Path) -> list[str]:
     return [str(python), "-m", "pip", "--disable-pip-version-check", "--no-input"]
 
 
 def _check_pins(stack: Stack, python: Path) -> None:
     """Fail when an install step replaced one of the platform's pinned versions."""
-    pins = dict(
-        line.split("#")[0].strip().split("==") for line in stack.constraints.read_text().splitlines()
-        if "==" in line.split("#")[0]
-    )
+    pinned = pins(stack.constraints)
     script = (
         "import importlib.metadata as m, json, sys; pins = json.loads(sys.argv[1]); "
         "print(json.dumps({n: m.version(n) for n in pins}))"
     )
-    found = json.loads(subprocess.run([str(python), "-c", script, json.dumps(pins)], capture_output=True,
+    found = json.loads(subprocess.run([str(python), "-c", script, json.dumps(pinned)], capture_output=True,
                                       text=True, check=True).stdout)
-    changed = {name: (pins[name], found[name]) for name in pins if found[name] != pins[name]}
+    changed = {name: (pinned[name], found[name]) for name in pinned if found[name] != pinned[name]}
     if changed:
         raise StackFailed(f"pinned versions changed by an install step (pinned, installed): {changed}")
-    stack.say(f"{len(pins)} pinned versions in place: " + ", ".join(f"{n} {v}" for n, v in list(found.items())[:5]) + ", ...")
+    stack.say(f"{len(pinned)} pinned versions in place: " + ", ".join(f"{n} {v}" for n, v in list(found.items())[:5]) + ", ...")
 
 
-def run_stack(stack: Stack, keep: bool) -> str:
+def run_stack(stack: Stack, keep: bool, deselect: tuple[str, ...] = TOOLING_TESTS) -> str:
     """Install the stack as the platform has it and run the tests; returns pytest's closing line."""
     stack.say(f"{stack.constraints.relative_to(ROOT)}, Python {sys.version.split()[0]}, log {stack.log.relative_to(ROOT)}")
     shutil.rmtree(stack.venv, ignore_errors=True)
@@ -149,11 +176,15 @@ def run_stack(stack: Stack, keep: bool) -> str:
     environment = {**os.environ, "FER_SMOKE": "1", "FER_RUNS_DIR": str(scratch / "runs"),
                    "FER_CACHE_DIR": str(scratch / "cache"), "PYTHONNOUSERSITE": "1"}
     environment.pop("PYTHONPATH", None)
+    left = [name for name in deselect if name not in TOOLING_TESTS]
+    if left:
+        stack.say("same TensorFlow and Keras as a stack before it, which runs " + ", ".join(Path(n).name for n in left))
     try:
         # The venv's `pytest` script, not `python -m pytest`, so that fer_utils is imported from the
         # installed wheel (as on the platforms) rather than from the checkout in the current folder.
         stack.run("unit tests and nbval", [str(stack.venv / "bin" / "pytest"), "-q", "-p", "no:cacheprovider",
-                                           "tests", "notebooks", *NBVAL, *STACK_DESELECT], cwd=ROOT, env=environment)
+                                           "tests", "notebooks", *NBVAL, *(f"--deselect={name}" for name in deselect)],
+                  cwd=ROOT, env=environment)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if not keep:
@@ -173,7 +204,8 @@ def main(argv=None) -> int:
     STACKS.mkdir(exist_ok=True)
     failed = False
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {pool.submit(run_stack, stack, args.keep): stack for stack in stacks}
+        deselect = deselected_tests(stacks)
+        futures = {pool.submit(run_stack, stack, args.keep, deselect[stack.name]): stack for stack in stacks}
         for future in concurrent.futures.as_completed(futures):
             stack = futures[future]
             try:
