@@ -24,7 +24,7 @@ def test_kaggle_leaves_the_keras_only_tests_to_colab_which_pins_the_same_tensorf
         {name: kaggle_pins[name] for name in test_stack.KERAS_PACKAGES}
     deselected = test_stack.deselected_tests([colab, kaggle])
     assert deselected["colab"] == test_stack.TOOLING_TESTS
-    assert deselected["kaggle"] == test_stack.TOOLING_TESTS + test_stack.KERAS_ONLY_TESTS
+    assert deselected["kaggle"] == test_stack.TOOLING_TESTS + test_stack.KERAS_ONLY_TESTS + test_stack.KERAS_ONLY_NOTEBOOKS
     # Alone, a stack runs everything but the tooling tests.
     assert test_stack.deselected_tests([kaggle]) == {"kaggle": test_stack.TOOLING_TESTS}
 
@@ -37,12 +37,12 @@ def test_a_stack_with_another_keras_runs_the_keras_only_tests_itself(tmp_path):
     assert deselected == {
         "first": test_stack.TOOLING_TESTS,
         "other": test_stack.TOOLING_TESTS,
-        "same": test_stack.TOOLING_TESTS + test_stack.KERAS_ONLY_TESTS,
+        "same": test_stack.TOOLING_TESTS + test_stack.KERAS_ONLY_TESTS + test_stack.KERAS_ONLY_NOTEBOOKS,
     }
     assert test_stack.pins(other_keras.constraints) == {"tensorflow": "2.20.0", "keras": "3.14.0"}
 
 
-@pytest.mark.parametrize("name", test_stack.TOOLING_TESTS + test_stack.KERAS_ONLY_TESTS)
+@pytest.mark.parametrize("name", test_stack.TOOLING_TESTS + test_stack.KERAS_ONLY_TESTS + test_stack.KERAS_ONLY_NOTEBOOKS)
 def test_every_deselected_test_file_exists(name):
     # A renamed file would otherwise be run everywhere (or its successor nowhere) without notice.
     assert (ROOT / name).is_file()

@@ -15,9 +15,10 @@ For each stack named after a file in `constraints/`:
    to `make test`: the full-settings notebook runs of tests/test_notebooks_imagenet.py and the
    tests of the benchmark scripts (`TOOLING_TESTS`: they run on a developer's or the GPU machine,
    not on the platforms). A stack whose TensorFlow and Keras pins equal those of a stack named
-   before it in the same run leaves the test files that exercise TensorFlow and Keras only
-   (`KERAS_ONLY_TESTS`) to that stack: Kaggle and Colab ship the same TensorFlow and Keras, so
-   `colab kaggle` runs them on Colab's stack and Kaggle's adds its own NumPy, pandas and OpenCV.
+   before it in the same run leaves the test files and notebooks that exercise TensorFlow and Keras
+   only (`KERAS_ONLY_TESTS`, `KERAS_ONLY_NOTEBOOKS`) to that stack: Kaggle and Colab ship the same
+   TensorFlow and Keras, so `colab kaggle` runs them on Colab's stack and Kaggle's adds its own
+   NumPy, pandas and OpenCV.
 
 Stacks run side by side (`--jobs`), each with its own runs and cache folders; every step prints
 one line, and each stack's full output goes to `.stacks/<stack>.log`, whose last lines are shown
@@ -54,6 +55,10 @@ TOOLING_TESTS = ("tests/test_notebooks_imagenet.py", "tests/test_gpu_check.py", 
 # training, run folders, backends, exports): one stack per TensorFlow and Keras pair runs them.
 KERAS_ONLY_TESTS = ("tests/test_models.py", "tests/test_training.py", "tests/test_reliability.py",
                     "tests/test_backends.py", "tests/test_export.py")
+# The same for notebooks: the two training stories, and the comparison that evaluates their runs (its
+# tables and plots are covered on every stack by test_compare_cli and test_plots).
+KERAS_ONLY_NOTEBOOKS = ("notebooks/03_train_vgg16.ipynb", "notebooks/04_train_resnet50.ipynb",
+                        "notebooks/05_compare_models.ipynb")
 KERAS_PACKAGES = ("tensorflow", "keras")
 # Held while a stack installs from the checkout (stacks run in threads of this process).
 _CHECKOUT_BUILD = threading.Lock()
@@ -130,7 +135,7 @@ def deselected_tests(stacks: list[Stack]) -> dict[str, tuple[str, ...]]:
     for stack in stacks:
         stack_pins = pins(stack.constraints)
         keras_pair = tuple(stack_pins.get(name) for name in KERAS_PACKAGES)
-        files = TOOLING_TESTS + (KERAS_ONLY_TESTS if keras_pair in keras_pairs_seen else ())
+        files = TOOLING_TESTS + (KERAS_ONLY_TESTS + KERAS_ONLY_NOTEBOOKS if keras_pair in keras_pairs_seen else ())
         keras_pairs_seen.add(keras_pair)
         deselected[stack.name] = files
     return deselected
