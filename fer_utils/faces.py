@@ -239,7 +239,7 @@ class _NetworkOutputsAsTensorFlow:
     def __init__(self, network):
         self._network = network
 
-    def __call__(self, images, *args, **kwargs):
+    def __call__(self, images):
         import tensorflow as tf
 
         outputs = self._network.predict_on_batch(np.asarray(images))

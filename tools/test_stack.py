@@ -48,8 +48,8 @@ CONSTRAINTS = ROOT / "constraints"
 STACKS = ROOT / ".stacks"
 SETUP_NOTEBOOK = ROOT / "notebooks" / "01_explore_data.ipynb"
 NBVAL = ("--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=900")
-# Left to `make test`, for CI's time: the full-settings runs of notebooks 03 and 04 (nbval still runs
-# every notebook here, on the stack's libraries), and the benchmark scripts' tests.
+# Left to `make test`, for CI's time: the full-settings runs of notebooks 03 and 04 (their smoke runs
+# stay in the stacks' nbval), and the benchmark scripts' tests.
 TOOLING_TESTS = ("tests/test_notebooks_imagenet.py", "tests/test_gpu_check.py", "tests/test_bench_backends.py")
 # Test files whose outcome depends on TensorFlow and Keras alone among the pinned libraries (models,
 # training, run folders, backends, exports): one stack per TensorFlow and Keras pair runs them.
@@ -130,7 +130,7 @@ def pins(constraints: Path) -> dict[str, str]:
 
 
 def deselected_tests(stacks: list[Stack]) -> dict[str, tuple[str, ...]]:
-    """For each stack, the test files it leaves to `make test` or to an earlier stack of `stacks`."""
+    """For each stack, the test files and notebooks it leaves to `make test` or to an earlier stack of `stacks`."""
     deselected, keras_pairs_seen = {}, set()
     for stack in stacks:
         stack_pins = pins(stack.constraints)
