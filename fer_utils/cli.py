@@ -127,6 +127,36 @@ def _run_train(args):
 
 
 # ---------------------------------------------------------------------------------------------
+# average
+# ---------------------------------------------------------------------------------------------
+def _add_average_parser(subparsers):
+    parser = subparsers.add_parser(
+        "average",
+        help="Average the weights of several runs of one architecture into a new run.",
+        description=(
+            "Write RUN_DIR holding one model whose weights are the weighted mean of the given runs' weights "
+            "(warm restarts of one another, e.g. train --init-from), scored on the validation split the runs "
+            "were trained with: choose --mix there, never on test."
+        ),
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="Two or more run folders of one architecture.")
+    parser.add_argument("--data", required=True, help="The dataset the runs were trained on (for its validation split).")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="New or empty run folder to write.")
+    parser.add_argument("--mix", nargs="+", type=float, metavar="W",
+                        help="One non-negative weight per run, normalised (default: equal weights).")
+    parser.add_argument("--no-cache", action="store_true", help="Do not read or write the decoded-data cache.")
+    parser.set_defaults(handler=_run_average)
+
+
+def _run_average(args):
+    from fer_utils import averaging
+
+    run_dir = averaging.average_runs(args.runs, args.data, args.out, mix=args.mix, cache=not args.no_cache)
+    print(f"Run folder: {run_dir}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # evaluate
 # ---------------------------------------------------------------------------------------------
 def _add_evaluate_parser(subparsers):
@@ -407,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info_parser(subparsers)
     _add_demo_data_parser(subparsers)
     _add_train_parser(subparsers)
+    _add_average_parser(subparsers)
     _add_evaluate_parser(subparsers)
     _add_compare_parser(subparsers)
     _add_predict_parser(subparsers)

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
     # The package itself is a front door too: `fer_utils.load_pretrained()`.
     "entry points": (4, {"__init__", "__main__", "cli", "notebook", "training_notebook", "webcam"}),
-    "jobs": (3, {"training", "report", "video", "export"}),
+    "jobs": (3, {"training", "averaging", "report", "video", "export"}),
     "building blocks": (2, {
         "data", "demo", "exploration", "augmentation", "models", "training_config", "phases", "callbacks",
         "checkpoints", "runs", "loading", "pretrained", "metrics", "stats", "evaluation", "gradcam", "plots",

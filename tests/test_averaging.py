@@ -1,0 +1,118 @@
+"""Weight averaging of runs (`fer_utils.averaging`, `python -m fer_utils average`)."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fer_utils import averaging, cli, data, models, runs, training
+
+
+def _run_folder(path, seed, img_size=32, head_units=16, phase_rows=2, validation="given by the caller",
+                fingerprint=None):
+    """A run folder holding a small_cnn with its own random weights, as `training.train` would write it."""
+    model = models.build_model("small_cnn", img_size=img_size, weights=None, head_units=head_units, augment=False,
+                               seed=seed)
+    provenance = {"validation": validation}
+    if fingerprint:
+        provenance["fingerprint"] = fingerprint
+    config = {
+        "name": path.name, "backbone": "small_cnn", "img_size": img_size, "class_names": list(data.CLASS_NAMES),
+        "data": provenance, "phases": [{"name": "end_to_end", "epochs_run": phase_rows}],
+        "hyperparameters": {"val_fraction": 0.1, "seed": 42}, "wall_time_s": {"total": 100.0 * (seed + 1)},
+    }
+    history = pd.DataFrame({"epoch": range(1, phase_rows + 1), "phase": "end_to_end", "val_accuracy": 0.5})
+    runs.claim_run_folder(path)
+    return runs.save_run(path, model, config, history=history, val_metrics={"accuracy": 0.5})
+
+
+def _splits(count=28, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 7
+    images = rng.integers(0, 256, (count, 48, 48, 1)).astype("uint8")
+    return data.Split(images, labels.astype("int64"))
+
+
+def test_average_weights_is_the_weighted_mean_array_by_array():
+    first = [np.zeros((2, 2), "float32"), np.full(3, 4.0, "float32")]
+    second = [np.ones((2, 2), "float32"), np.zeros(3, "float32")]
+    averaged = averaging.average_weights([first, second], mix=[3, 1])
+    np.testing.assert_allclose(averaged[0], 0.25)
+    np.testing.assert_allclose(averaged[1], 3.0)
+    assert averaged[0].dtype == np.float32
+    np.testing.assert_allclose(averaging.average_weights([first, second])[1], 2.0)
+
+
+@pytest.mark.parametrize("mix, message", [
+    ([1.0], "one mixing weight per model"),
+    ([1.0, -0.5], "non-negative"),
+    ([0.0, 0.0], "positive sum"),
+    ([1.0, float("nan")], "non-negative"),
+])
+def test_a_bad_mix_is_refused_with_what_to_give(mix, message):
+    weights = [np.zeros(2)]
+    with pytest.raises(ValueError, match=message):
+        averaging.average_weights([weights, weights], mix=mix)
+
+
+def test_models_of_other_shapes_or_a_single_model_are_refused():
+    with pytest.raises(ValueError, match="same architecture"):
+        averaging.average_weights([[np.zeros(2)], [np.zeros(3)]])
+    with pytest.raises(ValueError, match="at least two models"):
+        averaging.average_weights([[np.zeros(2)]])
+
+
+def test_average_runs_writes_a_scored_run_folder_of_the_mean_weights(tmp_path):
+    first, second = _run_folder(tmp_path / "stage1", seed=0), _run_folder(tmp_path / "stage2", seed=1, phase_rows=3)
+    train, val = _splits(), _splits(14, seed=1)
+
+    out = averaging.average_runs([first, second], (train, val), tmp_path / "averaged", mix=[1, 3], progress=False)
+
+    averaged = runs.load_run(out)
+    expected = [0.25 * a + 0.75 * b for a, b in zip(runs.load_run(first).model.get_weights(),
+                                                     runs.load_run(second).model.get_weights())]
+    for got, want in zip(averaged.model.get_weights(), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    predicted = models.predict(averaged.model, val.images).argmax(axis=1)
+    assert averaged.val_metrics["accuracy"] == pytest.approx(float((predicted == val.labels).mean()))
+    assert averaged.val_metrics["num_images"] == len(val)
+    config = json.loads((out / runs.CONFIG_FILE).read_text())
+    assert [(entry["run"], entry["share"]) for entry in config["averaged_from"]] == [(str(first), 0.25),
+                                                                                   (str(second), 0.75)]
+    assert config["wall_time_s"]["total"] == 300.0 and config["selected_phase"] == "averaged"
+    assert list(averaged.history["phase"]) == ["stage1/end_to_end"] * 2 + ["stage2/end_to_end"] * 3
+
+
+def test_runs_that_cannot_be_averaged_fairly_are_refused_before_anything_is_written(tmp_path):
+    first = _run_folder(tmp_path / "a", seed=0)
+    splits = (_splits(), _splits(14, seed=1))
+    cases = {
+        "b_size": (_run_folder(tmp_path / "b_size", seed=1, img_size=48), "img_size"),
+        "b_head": (_run_folder(tmp_path / "b_head", seed=1, head_units=8), "weight shapes"),
+        "b_split": (_run_folder(tmp_path / "b_split", seed=1, validation="val/ split folder"), "different splits"),
+    }
+    for name, (other, message) in cases.items():
+        with pytest.raises(ValueError, match=message):
+            averaging.average_runs([first, other], splits, tmp_path / f"out_{name}", progress=False)
+        assert not (tmp_path / f"out_{name}").exists()
+    with pytest.raises(runs.RunFolderError, match="already holds a run"):
+        averaging.average_runs([first, first], splits, first, progress=False)
+
+
+def test_the_cli_averages_runs_on_their_dataset_and_refuses_other_data(demo_root, tmp_path, capsys):
+    fingerprint = data.dataset_fingerprint(demo_root)
+    validation = "10% of train, stratified, seed 42"
+    first = _run_folder(tmp_path / "a", seed=0, validation=validation, fingerprint=fingerprint)
+    second = _run_folder(tmp_path / "b", seed=1, validation=validation, fingerprint=fingerprint)
+
+    assert cli.main(["average", str(first), str(second), "--data", str(demo_root), "--out", str(tmp_path / "avg")]) == 0
+    printed = capsys.readouterr().out
+    assert "0.500 x" in printed and "Averaged model: val accuracy" in printed
+    val = training.training_splits(demo_root, 0.1, 42, progress=False).val
+    assert runs.load_run(tmp_path / "avg").val_metrics["num_images"] == len(val)
+
+    stranger = _run_folder(tmp_path / "c", seed=1, validation=validation, fingerprint="0" * 24)
+    assert cli.main(["average", str(first), str(stranger), "--data", str(demo_root), "--out",
+                     str(tmp_path / "avg2")]) == 2
+    assert "not the dataset" in capsys.readouterr().err
