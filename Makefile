@@ -45,11 +45,11 @@ unit: setup
 
 # The unit tests again under Keras's JAX backend (JAX's CPU wheel comes with setup). CI's time allows
 # the files that exercise the backend-specific code: backend choice, devices, gradients and models
-# across backends (test_backends), Grad-CAM, training (fit, resume, determinism, distribution scope),
-# evaluation (TTA, ensembles), and faces: the MTCNN detector's networks on JAX, the shipped model,
-# the webcam's frame loop. The whole suite passes under JAX too: `make test-jax JAX_TESTS=tests`.
+# (the shipped one included) across backends (test_backends), Grad-CAM, training (fit, resume,
+# determinism, distribution scope), evaluation (TTA, ensembles), and faces (the MTCNN detector's
+# networks on JAX). The whole suite passes under JAX too: `make test-jax JAX_TESTS=tests`.
 JAX_TESTS ?= tests/test_backends.py tests/test_gradcam.py tests/test_training.py tests/test_evaluation.py \
-	tests/test_faces.py tests/test_pretrained.py tests/test_webcam.py
+	tests/test_faces.py
 test-jax: setup
 	KERAS_BACKEND=jax FER_SMOKE=1 $(PY) -m pytest $(JAX_TESTS)
 
