@@ -127,15 +127,19 @@ def _check_compatible(run_dirs, loaded) -> None:
 
 
 def _check_same_data(run_dir: Path, config: dict, provenance: dict) -> None:
-    """Raise ValueError when `data` is not the dataset the runs were trained on (by its fingerprint)."""
-    trained_on = runs.data_provenance(config).get("fingerprint")
-    given = provenance.get("fingerprint")
-    if trained_on and given and trained_on != given:
-        raise ValueError(
-            f"The data given (fingerprint {given}) is not the dataset '{run_dir}' was trained on (fingerprint "
-            f"{trained_on}); pass the same --data the runs were trained with, so their validation split scores "
-            "the average."
-        )
+    """Raise ValueError when `data` is not the dataset the run was trained on.
+
+    Compared by what the images are (split sizes and class counts), not by the dataset fingerprint:
+    that one hashes file times too, which change when the same files are copied or unpacked again.
+    """
+    trained_on = runs.data_provenance(config)
+    for field in ("train_size", "val_size", "train_class_counts"):
+        if field in trained_on and field in provenance and trained_on[field] != provenance[field]:
+            raise ValueError(
+                f"The data given has {field} {provenance[field]}, but '{run_dir}' was trained with {trained_on[field]}: "
+                "it is not the dataset the runs were trained on. Pass the same --data the runs were trained with, "
+                "so their validation split scores the average."
+            )
 
 
 def _averaged_config(first_config: dict, out: Path, run_dirs, loaded, shares, model) -> dict:
@@ -149,7 +153,10 @@ def _averaged_config(first_config: dict, out: Path, run_dirs, loaded, shares, mo
         "n_params": int(model.count_params()),
         "averaged_from": [
             {"run": str(run_dir), "name": run.config.get("name", run_dir.name), "share": round(share, 6),
-             "val_accuracy": run.val_metrics.get("accuracy")}
+             "val_accuracy": run.val_metrics.get("accuracy"),
+             "epochs": len(run.history), "minutes": round(float(run.config.get("wall_time_s", {}).get("total", 0.0)) / 60, 1),
+             "learning_rate": run.config.get("hyperparameters", {}).get("learning_rate"),
+             "init_from": run.config.get("hyperparameters", {}).get("init_from")}
             for run_dir, run, share in zip(run_dirs, loaded, shares)
         ],
         "wall_time_s": {"total": round(total_seconds, 3)},

@@ -10,13 +10,11 @@ from fer_utils import averaging, cli, data, models, runs, training
 
 
 def _run_folder(path, seed, img_size=32, head_units=16, phase_rows=2, validation="given by the caller",
-                fingerprint=None):
+                **provenance):
     """A run folder holding a small_cnn with its own random weights, as `training.train` would write it."""
     model = models.build_model("small_cnn", img_size=img_size, weights=None, head_units=head_units, augment=False,
                                seed=seed)
-    provenance = {"validation": validation}
-    if fingerprint:
-        provenance["fingerprint"] = fingerprint
+    provenance = {"validation": validation, **provenance}
     config = {
         "name": path.name, "backbone": "small_cnn", "img_size": img_size, "class_names": list(data.CLASS_NAMES),
         "data": provenance, "phases": [{"name": "end_to_end", "epochs_run": phase_rows}],
@@ -101,18 +99,19 @@ def test_runs_that_cannot_be_averaged_fairly_are_refused_before_anything_is_writ
 
 
 def test_the_cli_averages_runs_on_their_dataset_and_refuses_other_data(demo_root, tmp_path, capsys):
-    fingerprint = data.dataset_fingerprint(demo_root)
-    validation = "10% of train, stratified, seed 42"
-    first = _run_folder(tmp_path / "a", seed=0, validation=validation, fingerprint=fingerprint)
-    second = _run_folder(tmp_path / "b", seed=1, validation=validation, fingerprint=fingerprint)
+    splits = training.training_splits(demo_root, 0.1, 42, progress=False)
+    counts = {key: splits.provenance[key] for key in ("validation", "train_size", "val_size", "train_class_counts")}
+    # Another fingerprint (the same files copied again get new file times) but the same images: accepted.
+    first = _run_folder(tmp_path / "a", seed=0, **counts, fingerprint="0" * 24)
+    second = _run_folder(tmp_path / "b", seed=1, **counts)
 
     assert cli.main(["average", str(first), str(second), "--data", str(demo_root), "--out", str(tmp_path / "avg")]) == 0
     printed = capsys.readouterr().out
     assert "0.500 x" in printed and "Averaged model: val accuracy" in printed
-    val = training.training_splits(demo_root, 0.1, 42, progress=False).val
-    assert runs.load_run(tmp_path / "avg").val_metrics["num_images"] == len(val)
+    assert runs.load_run(tmp_path / "avg").val_metrics["num_images"] == len(splits.val)
 
-    stranger = _run_folder(tmp_path / "c", seed=1, validation=validation, fingerprint="0" * 24)
+    stranger = _run_folder(tmp_path / "c", seed=1, **{**counts, "train_size": counts["train_size"] + 1})
     assert cli.main(["average", str(first), str(stranger), "--data", str(demo_root), "--out",
                      str(tmp_path / "avg2")]) == 2
-    assert "not the dataset" in capsys.readouterr().err
+    assert "not the dataset the runs were trained on" in capsys.readouterr().err
+    assert not (tmp_path / "avg2").exists()

@@ -67,6 +67,7 @@ def main(argv=None) -> int:
             "note": args.note,
         },
         "val_metrics": run.val_metrics,
+        "averaged_from": run.config.get("averaged_from"),
     }
     (out / pretrained.DESCRIPTION_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
@@ -135,6 +136,17 @@ def model_card(info: dict) -> str:
         return f"{100 * value:.1f}%"
 
     recalls = " | ".join(f"{name} {pct(value)}" for name, value in test["recall_per_class"].items())
+    stages = info.get("averaged_from") or []
+    chose = "each stage's best epoch and the averaging weights" if stages else "the best epoch"
+    averaged = ""
+    if stages:
+        listed = "; ".join(
+            f"{entry['name']}: {entry['epochs']} epochs, {entry['minutes']} min, peak learning rate "
+            f"{entry['learning_rate']}, validation {pct(entry['val_accuracy'])}, share {entry['share']:.2f}"
+            for entry in stages
+        )
+        averaged = (f"\n- Weight average of {len(stages)} training stages, each a warm restart of the one before "
+                    f"(`python -m fer_utils average`): {listed}.")
     return f"""# Model card: fer_utils builtin model (small_cnn, FER2013)
 
 The model `python -m fer_utils predict` uses when no `--model` is given, `--model builtin` in
@@ -154,8 +166,8 @@ The model `python -m fer_utils predict` uses when no `--model` is given, `--mode
   the best epoch. The test folder was not used for any choice.
 - Command: `{training['command']}`
 - Commit: `{training['commit']}`; finished {training['finished']}; {training['minutes']} minutes of training
-  ({training['epochs']} epochs) on a 2-core CPU, no GPU. {training.get('note', '')}
-- Recipe: AdamW, peak learning rate {info['hyperparameters']['learning_rate']}, cosine schedule fitted to the time
+  ({training['epochs']} epochs) on a 2-core CPU, no GPU. {training.get('note', '')}{averaged}
+- Recipe: AdamW, peak learning rate {info['hyperparameters']['learning_rate']}{" (stage 1)" if stages else ""}, cosine schedule fitted to the time
   budget, batch {info['hyperparameters']['batch_size']}, label smoothing {info['hyperparameters']['label_smoothing']},
   mild augmentation (flip, small rotation/zoom/shift), plain cross-entropy (no class weights).
 - Validation: accuracy {pct(info['val_metrics']['accuracy'])}, macro-F1 {info['val_metrics']['macro_f1']:.3f}.
