@@ -117,7 +117,8 @@ def _check_compatible(run_dirs, loaded) -> None:
         if [w.shape for w in run.model.get_weights()] != [w.shape for w in first.model.get_weights()]:
             raise ValueError(f"'{run_dir}' and '{run_dirs[0]}' have different weight shapes (head width?); "
                              "only runs of one architecture can be averaged.")
-        if runs.data_provenance(run.config).get("validation") != runs.data_provenance(first.config).get("validation"):
+        validations = {runs.data_provenance(r.config).get("validation") for r in (first, run)} - {None}
+        if len(validations) > 1:
             raise ValueError(
                 f"'{run_dir}' and '{run_dirs[0]}' were validated on different splits "
                 f"({runs.data_provenance(run.config).get('validation')!r} and "
@@ -134,7 +135,8 @@ def _check_same_data(run_dir: Path, config: dict, provenance: dict) -> None:
     """
     trained_on = runs.data_provenance(config)
     for field in ("train_size", "val_size", "train_class_counts"):
-        if field in trained_on and field in provenance and trained_on[field] != provenance[field]:
+        known = trained_on.get(field) is not None and provenance.get(field) is not None
+        if known and trained_on[field] != provenance[field]:
             raise ValueError(
                 f"The data given has {field} {provenance[field]}, but '{run_dir}' was trained with {trained_on[field]}: "
                 "it is not the dataset the runs were trained on. Pass the same --data the runs were trained with, "
