@@ -22,6 +22,8 @@ def test_the_shipped_files_are_small_and_described():
     assert 0 < plain["accuracy_ci95"][0] <= plain["accuracy"] <= plain["accuracy_ci95"][1] < 1
     card = (folder / pretrained.MODEL_CARD_FILE).read_text()
     assert f"{100 * plain['accuracy']:.1f}%" in card and "Limits" in card and info["training"]["commit"] in card
+    for stage in info.get("averaged_from") or []:  # a weight average names every stage and its share
+        assert f"{stage['name']}: {stage['epochs']} epochs" in card and f"share {stage['share']:.2f}" in card
 
 
 def test_load_pretrained_is_a_keras_model_on_raw_faces():

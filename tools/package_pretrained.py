@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     parser.add_argument("--commit", required=True, help="The commit the training ran from.")
     parser.add_argument("--training-minutes", type=float, help="Wall time of training (default: config.json's).")
     parser.add_argument("--note", default="", help="A sentence for the card about how the run went (e.g. resumes).")
+    parser.add_argument("--averaging-note", default="",
+                        help="For an averaged run (python -m fer_utils average): how the mix was chosen.")
     args = parser.parse_args(argv)
 
     from fer_utils import backend
@@ -65,6 +67,7 @@ def main(argv=None) -> int:
             "val_size": provenance.get("val_size", run.config.get("val_size")),
             "device": run.config.get("device"),
             "note": args.note,
+            "averaging_note": args.averaging_note,
         },
         "val_metrics": run.val_metrics,
         "averaged_from": run.config.get("averaged_from"),
@@ -146,7 +149,7 @@ def model_card(info: dict) -> str:
             for entry in stages
         )
         averaged = (f"\n- Weight average of {len(stages)} training stages, each a warm restart of the one before "
-                    f"(`python -m fer_utils average`): {listed}.")
+                    f"(`python -m fer_utils average`): {listed}. {training.get('averaging_note', '')}")
     return f"""# Model card: fer_utils builtin model (small_cnn, FER2013)
 
 The model `python -m fer_utils predict` uses when no `--model` is given, `--model builtin` in
@@ -163,7 +166,7 @@ The model `python -m fer_utils predict` uses when no `--model` is given, `--mode
 ## Data and training
 - FER2013 training images (Kaggle `msambare/fer2013`, `train/`, 28,709 faces): {training['train_size']:,}
   for training, {training['val_size']:,} held out (10%, stratified, seed 42) for validation, which chose
-  the best epoch. The test folder was not used for any choice.
+  {chose}. The test folder was not used for any choice.
 - Command: `{training['command']}`
 - Commit: `{training['commit']}`; finished {training['finished']}; {training['minutes']} minutes of training
   ({training['epochs']} epochs) on a 2-core CPU, no GPU. {training.get('note', '')}{averaged}
