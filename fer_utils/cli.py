@@ -383,6 +383,7 @@ _COMMAND_BOUNDS = {
     "every_n": (1, None, True, True),
     "min_size": (1, None, True, True),
     "seed": (0, None, True, True),
+    "mix": (0, None, True, True),  # average --mix: each share
 }
 
 
@@ -408,11 +409,12 @@ def check_numeric_options(args: argparse.Namespace) -> None:
         value = getattr(args, dest, None)
         if value is None or isinstance(value, (bool, str, tuple)):
             continue
-        valid = math.isfinite(value)
-        valid = valid and (low is None or value > low or (low_ok and value == low))
-        valid = valid and (high is None or value < high or (high_ok and value == high))
-        if not valid:
-            raise ValueError(f"{option} must be {_range_text(low, high, low_ok, high_ok)}, got {value}.")
+        for number in value if isinstance(value, list) else [value]:  # a list: an option with nargs
+            valid = math.isfinite(number)
+            valid = valid and (low is None or number > low or (low_ok and number == low))
+            valid = valid and (high is None or number < high or (high_ok and number == high))
+            if not valid:
+                raise ValueError(f"{option} must be {_range_text(low, high, low_ok, high_ok)}, got {number}.")
 
 
 def _range_text(low, high, low_ok, high_ok) -> str:

@@ -115,3 +115,10 @@ def test_the_cli_averages_runs_on_their_dataset_and_refuses_other_data(demo_root
                      str(tmp_path / "avg2")]) == 2
     assert "not the dataset the runs were trained on" in capsys.readouterr().err
     assert not (tmp_path / "avg2").exists()
+
+
+def test_the_cli_refuses_a_negative_share_before_loading_anything(tmp_path, capsys):
+    missing = tmp_path / "never-read"
+    assert cli.main(["average", str(missing), str(missing), "--mix", "1", "-0.5", "--data", str(missing),
+                     "--out", str(tmp_path / "avg")]) == 2
+    assert "--mix must be at least 0, got -0.5" in capsys.readouterr().err
