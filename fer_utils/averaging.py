@@ -6,6 +6,7 @@ of them while costing one model at inference (stochastic weight averaging, Izmai
 "model soups", Wortsman et al. 2022). `average_runs` checks that the runs can be averaged (same
 architecture, same classes, the same validation split), writes the averaged model as a run folder
 and scores it on that validation split, which is where the mixing weights are to be chosen.
+BatchNorm's moving statistics are averaged like the other weights (no pass re-estimates them).
 
     python -m fer_utils average runs/stage1 runs/stage2 --mix 0.25 0.75 --data DATA --out runs/averaged
 """
