@@ -70,7 +70,7 @@ def main(argv=None) -> int:
             "averaging_note": args.averaging_note,
         },
         "val_metrics": run.val_metrics,
-        "averaged_from": run.config.get("averaged_from"),
+        "averaged_from": _portable_stages(run.config.get("averaged_from")),
     }
     (out / pretrained.DESCRIPTION_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
@@ -128,6 +128,15 @@ def _latency(model, images) -> dict:
         model.predict_on_batch(batch)
         many.append((time.perf_counter() - started) / len(batch))
     return {"single_face": round(1000 * float(np.median(one)), 2), "batch_256": round(1000 * float(np.median(many)), 3)}
+
+
+def _portable_stages(stages):
+    """The averaged run's stages with each run folder as `runs/NAME`: the packaging machine's paths mean nothing in the wheel."""
+    if not stages:
+        return stages
+    def portable(path):
+        return path if path in (None, "builtin") else f"runs/{Path(path).name}"
+    return [{**stage, "run": portable(stage.get("run")), "init_from": portable(stage.get("init_from"))} for stage in stages]
 
 
 def model_card(info: dict) -> str:
