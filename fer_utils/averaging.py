@@ -7,8 +7,11 @@ of them while costing one model at inference (stochastic weight averaging, Izmai
 architecture, same classes, the same validation split), writes the averaged model as a run folder
 and scores it on that validation split, which is where the mixing weights are to be chosen.
 BatchNorm's moving statistics are averaged like the other weights (no pass re-estimates them).
+The shipped model (`builtin`) can be one of the runs, e.g. to average it with a run that
+continued from it (`train --init-from builtin`); it is checked like the others.
 
     python -m fer_utils average runs/stage1 runs/stage2 --mix 0.25 0.75 --data DATA --out runs/averaged
+    python -m fer_utils average builtin runs/continued --data DATA --out runs/averaged
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils import runs, training
+from fer_utils import loading, runs, training
 
 
 def average_weights(weight_lists, mix=None) -> list[np.ndarray]:
@@ -62,8 +65,8 @@ def average_runs(run_dirs, data, out, mix=None, cache=True, progress: bool = Tru
     """Average the weights of the runs in `run_dirs`, score the result on validation, write run folder `out`.
 
     Args:
-        run_dirs: Two or more run folders of one architecture and class list, trained on the same
-            data with the same validation split (their config.json says so).
+        run_dirs: Two or more run folders (or "builtin", the shipped model) of one architecture and
+            class list, trained on the same data with the same validation split (their config says so).
         data: The dataset the runs were trained on (anything `training.training_splits` takes): its
             validation split, carved as the runs' config says, scores the averaged model.
         out: The run folder to write: new, or empty. Its config.json names the runs and their
@@ -75,14 +78,18 @@ def average_runs(run_dirs, data, out, mix=None, cache=True, progress: bool = Tru
     Returns:
         `out` as a Path.
     """
-    run_dirs = [Path(run_dir) for run_dir in run_dirs]
+    run_dirs = [run_dir if run_dir == loading.BUILTIN else Path(run_dir) for run_dir in run_dirs]
     shares = normalised_mix(mix, len(run_dirs))
+    if all(run_dir == loading.BUILTIN for run_dir in run_dirs):
+        raise ValueError("Averaging the shipped model with itself changes nothing; pass at least one run folder.")
     out = runs.check_run_folder(out)
     if runs.is_run_dir(out):
         raise runs.RunFolderError(f"'{out}' already holds a run; pass a new or empty folder as --out.")
-    loaded = [runs.load_run(run_dir) for run_dir in run_dirs]
+    loaded = [loading.load_model(run_dir) for run_dir in run_dirs]
     _check_compatible(run_dirs, loaded)
-    hyperparameters = loaded[0].config.get("hyperparameters", {})
+    # The new run's config starts from a run folder's, never from the shipped model's card figures.
+    base = next(run for run_dir, run in zip(run_dirs, loaded) if run_dir != loading.BUILTIN)
+    hyperparameters = base.config.get("hyperparameters", {})
     training_data = training.training_splits(
         data, hyperparameters.get("val_fraction", 0.1), hyperparameters.get("seed", 42), cache=cache, progress=progress,
     )
@@ -92,7 +99,7 @@ def average_runs(run_dirs, data, out, mix=None, cache=True, progress: bool = Tru
     model = loaded[0].model
     model.set_weights(average_weights([run.model.get_weights() for run in loaded], shares))
     val_metrics = training.validation_metrics(model, training_data.val)
-    config = _averaged_config(loaded[0].config, out, run_dirs, loaded, shares, model)
+    config = _averaged_config(base.config, out, run_dirs, loaded, shares, model)
     runs.claim_run_folder(out)
     runs.save_run(out, model, config, history=_joined_history(run_dirs, loaded), val_metrics=val_metrics)
     if progress:
@@ -154,17 +161,25 @@ def _averaged_config(first_config: dict, out: Path, run_dirs, loaded, shares, mo
         "phases": [phase for run in loaded for phase in run.config.get("phases", [])],
         "selected_phase": "averaged",
         "n_params": int(model.count_params()),
-        "averaged_from": [
-            {"run": str(run_dir), "name": run.config.get("name", run_dir.name), "share": round(share, 6),
-             "val_accuracy": run.val_metrics.get("accuracy"),
-             "epochs": len(run.history), "minutes": round(float(run.config.get("wall_time_s", {}).get("total", 0.0)) / 60, 1),
-             "learning_rate": run.config.get("hyperparameters", {}).get("learning_rate"),
-             "init_from": run.config.get("hyperparameters", {}).get("init_from")}
-            for run_dir, run, share in zip(run_dirs, loaded, shares)
-        ],
+        "averaged_from": [_stage_entry(run_dir, run, share) for run_dir, run, share in zip(run_dirs, loaded, shares)],
         "wall_time_s": {"total": round(total_seconds, 3)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _stage_entry(run_dir, run, share) -> dict:
+    """One `averaged_from` entry: the run, its share and how it was trained (and what it averaged, if it did)."""
+    entry = {
+        "run": str(run_dir), "name": run.config.get("name", Path(run_dir).name), "share": round(share, 6),
+        "val_accuracy": run.val_metrics.get("accuracy"),
+        "epochs": len(run.history) if run.history is not None else run.config.get("training", {}).get("epochs"),
+        "minutes": round(float(run.config.get("wall_time_s", {}).get("total", 0.0)) / 60, 1),
+        "learning_rate": run.config.get("hyperparameters", {}).get("learning_rate"),
+        "init_from": run.config.get("hyperparameters", {}).get("init_from"),
+    }
+    if run.config.get("averaged_from"):
+        entry["averaged_from"] = run.config["averaged_from"]
+    return entry
 
 
 def _joined_history(run_dirs, loaded):
@@ -173,8 +188,10 @@ def _joined_history(run_dirs, loaded):
 
     frames = []
     for run_dir, run in zip(run_dirs, loaded):
+        if run.history is None:  # the shipped model keeps no history
+            continue
         history = run.history.copy()
         if len(history) and "phase" in history.columns:
-            history["phase"] = run_dir.name + "/" + history["phase"].astype(str)
+            history["phase"] = Path(run_dir).name + "/" + history["phase"].astype(str)
         frames.append(history)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

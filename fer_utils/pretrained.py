@@ -51,14 +51,27 @@ def load_pretrained():
 
 
 def load_run():
-    """The shipped model as a `fer_utils.runs.Run` (path None; its config is model.json)."""
+    """The shipped model as a `fer_utils.runs.Run` (path None; its config is model.json).
+
+    model.json gains the keys a run folder's config.json has (input size, data provenance, training
+    time), so jobs that check runs against one another (e.g. `fer_utils.averaging`) check it too.
+    """
     from fer_utils.runs import Run
 
     info = description()
+    training = info.get("training", {})
+    data = {"train_size": training.get("train_size"), "val_size": training.get("val_size"), **info.get("data", {})}
+    config = {
+        **info,
+        "name": BUILTIN,
+        "img_size": info["build_arguments"]["img_size"],
+        "data": data,
+        "wall_time_s": {"total": 60.0 * float(training.get("minutes", 0.0))},
+    }
     return Run(
         path=None,
         model=_build(info),
-        config={**info, "name": BUILTIN},
+        config=config,
         history=None,
         class_names=tuple(info["class_names"]),
         val_metrics=dict(info.get("val_metrics", {})),

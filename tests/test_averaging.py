@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fer_utils import averaging, cli, data, models, runs, training
+from fer_utils import averaging, cli, data, models, pretrained, runs, training
 
 
 def _run_folder(path, seed, img_size=32, head_units=16, phase_rows=2, validation="given by the caller",
@@ -122,3 +122,55 @@ def test_the_cli_refuses_a_negative_share_before_loading_anything(tmp_path, caps
     assert cli.main(["average", str(missing), str(missing), "--mix", "1", "-0.5", "--data", str(missing),
                      "--out", str(tmp_path / "avg")]) == 2
     assert "--mix must be at least 0, got -0.5" in capsys.readouterr().err
+
+
+def _shipped_model_folder(folder, seed, validation="given by the caller", **data_fields):
+    """A stand-in for the package's shipped model (model.json + float16 weights.npz) in `folder`."""
+    model = models.build_model("small_cnn", img_size=32, weights=None, head_units=16, augment=False, seed=seed)
+    folder.mkdir()
+    pretrained.write_weights(folder / pretrained.WEIGHTS_FILE, model)
+    info = {
+        "backbone": "small_cnn", "class_names": list(data.CLASS_NAMES),
+        "build_arguments": {"backbone": "small_cnn", "img_size": 32, "head_units": 16, "augment": False, "seed": seed},
+        "hyperparameters": {"learning_rate": 0.003, "val_fraction": 0.1, "seed": 42},
+        "training": {"epochs": 5, "minutes": 2.0},
+        "data": {"validation": validation, **data_fields},
+        "val_metrics": {"accuracy": 0.6},
+        "test_metrics": {"plain": {"accuracy": 0.6}},
+        "averaged_from": [{"run": "runs/stage1", "name": "stage1", "share": 1.0}],
+    }
+    (folder / pretrained.DESCRIPTION_FILE).write_text(json.dumps(info))
+    return pretrained.load_pretrained()
+
+
+def test_the_shipped_model_averages_with_a_run_and_is_checked_like_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "MODEL_DIR", tmp_path / "shipped")
+    shipped = _shipped_model_folder(tmp_path / "shipped", seed=3)
+    continued = _run_folder(tmp_path / "continued", seed=0)
+    splits = (_splits(), _splits(14, seed=1))
+
+    out = averaging.average_runs(["builtin", continued], splits, tmp_path / "averaged", mix=[1, 3], progress=False)
+
+    expected = [0.25 * a + 0.75 * b for a, b in zip(shipped.get_weights(), runs.load_run(continued).model.get_weights())]
+    for got, want in zip(runs.load_run(out).model.get_weights(), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    config = json.loads((out / runs.CONFIG_FILE).read_text())
+    entry = config["averaged_from"][0]
+    assert (entry["run"], entry["share"], entry["epochs"], entry["minutes"]) == ("builtin", 0.25, 5, 2.0)
+    assert entry["averaged_from"] == [{"run": "runs/stage1", "name": "stage1", "share": 1.0}]
+    # The new run is described by the run folder's config, not by the shipped model's card figures.
+    assert "test_metrics" not in config and config["hyperparameters"] == {"val_fraction": 0.1, "seed": 42}
+    assert config["wall_time_s"]["total"] == pytest.approx(120.0 + 100.0)
+    assert list(pd.read_csv(out / runs.HISTORY_FILE)["phase"].unique()) == ["continued/end_to_end"]
+
+
+def test_the_shipped_model_from_another_split_or_alone_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "MODEL_DIR", tmp_path / "shipped")
+    _shipped_model_folder(tmp_path / "shipped", seed=3, validation="val/ split folder")
+    continued = _run_folder(tmp_path / "continued", seed=0)
+    splits = (_splits(), _splits(14, seed=1))
+    with pytest.raises(ValueError, match="different splits"):
+        averaging.average_runs([continued, "builtin"], splits, tmp_path / "out", progress=False)
+    with pytest.raises(ValueError, match="at least one run folder"):
+        averaging.average_runs(["builtin", "builtin"], splits, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     out.mkdir(exist_ok=True)
     pretrained.write_weights(out / pretrained.WEIGHTS_FILE, run.model)
     provenance = runs.data_provenance(run.config)
+    stages = _portable_stages(run.config.get("averaged_from"))
     info = {
         "name": "fer_utils builtin small_cnn",
         "backbone": run.config["backbone"],
@@ -62,15 +63,17 @@ def main(argv=None) -> int:
             "commit": args.commit,
             "finished": run.config.get("created"),
             "minutes": round(args.training_minutes or run.config["wall_time_s"]["total"] / 60, 1),
-            "epochs": int(len(run.history)),
+            "epochs": int(sum(stage["epochs"] or 0 for stage in stages) if stages else len(run.history)),
             "train_size": provenance.get("train_size", run.config.get("train_size")),
             "val_size": provenance.get("val_size", run.config.get("val_size")),
             "device": run.config.get("device"),
             "note": args.note,
             "averaging_note": args.averaging_note,
         },
+        # What the split was, not where it lay: `average builtin RUN` checks a run against it.
+        "data": {field: provenance.get(field) for field in ("validation", "train_size", "val_size", "train_class_counts")},
         "val_metrics": run.val_metrics,
-        "averaged_from": _portable_stages(run.config.get("averaged_from")),
+        "averaged_from": stages,
     }
     (out / pretrained.DESCRIPTION_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
@@ -136,7 +139,22 @@ def _portable_stages(stages):
         return stages
     def portable(path):
         return path if path in (None, "builtin") else f"runs/{Path(path).name}"
-    return [{**stage, "run": portable(stage.get("run")), "init_from": portable(stage.get("init_from"))} for stage in stages]
+    return [
+        {**stage, "run": portable(stage.get("run")), "init_from": portable(stage.get("init_from")),
+         **({"averaged_from": _portable_stages(stage["averaged_from"])} if stage.get("averaged_from") else {})}
+        for stage in stages
+    ]
+
+
+def _stage_line(entry: dict, pct) -> str:
+    """One stage of an averaged model for the card; a stage that was itself an average names its parts."""
+    line = (f"{entry['name']}: {entry['epochs']} epochs, {entry['minutes']} min, "
+            f"{'from ' + entry['init_from'] + ', ' if entry.get('init_from') else ''}"
+            f"peak learning rate {entry['learning_rate']}, validation {pct(entry['val_accuracy'])}, share {entry['share']:.2f}")
+    if entry.get("averaged_from"):
+        parts = ", ".join(f"{part['share']:.2f} x {part['name']}" for part in entry["averaged_from"])
+        line += f" (itself the average {parts})"
+    return line
 
 
 def model_card(info: dict) -> str:
@@ -152,11 +170,7 @@ def model_card(info: dict) -> str:
     chose = "each stage's best epoch and the averaging weights" if stages else "the best epoch"
     averaged = ""
     if stages:
-        listed = "; ".join(
-            f"{entry['name']}: {entry['epochs']} epochs, {entry['minutes']} min, peak learning rate "
-            f"{entry['learning_rate']}, validation {pct(entry['val_accuracy'])}, share {entry['share']:.2f}"
-            for entry in stages
-        )
+        listed = "; ".join(_stage_line(entry, pct) for entry in stages)
         averaged = (f"\n- Weight average of {len(stages)} training stages, each a warm restart of the one before "
                     f"(`python -m fer_utils average`): {listed}. {training.get('averaging_note', '')}")
     return f"""# Model card: fer_utils builtin model (small_cnn, FER2013)
@@ -179,7 +193,7 @@ The model `python -m fer_utils predict` uses when no `--model` is given, `--mode
 - Command: `{training['command']}`
 - Commit: `{training['commit']}`; finished {training['finished']}; {training['minutes']} minutes of training
   ({training['epochs']} epochs) on a 2-core CPU, no GPU. {training.get('note', '')}{averaged}
-- Recipe: AdamW, peak learning rate {info['hyperparameters']['learning_rate']}{" (stage 1)" if stages else ""}, cosine schedule fitted to the time
+- Recipe: AdamW, {"each stage's peak learning rate as listed above" if stages else "peak learning rate " + str(info['hyperparameters']['learning_rate'])}, cosine schedule fitted to the time
   budget, batch {info['hyperparameters']['batch_size']}, label smoothing {info['hyperparameters']['label_smoothing']},
   mild augmentation (flip, small rotation/zoom/shift), plain cross-entropy (no class weights).
 - Validation: accuracy {pct(info['val_metrics']['accuracy'])}, macro-F1 {info['val_metrics']['macro_f1']:.3f}.
