@@ -9,6 +9,7 @@ Keras.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +32,38 @@ def _weights_value(text: str) -> str | None:
 
 def _prefix_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+AUGMENTATION_STRENGTHS = ("rotation", "zoom", "translation", "contrast")
+
+
+def _augmentation_strengths(text: str) -> dict:
+    """'rotation=0.05,zoom=0.1' -> {"rotation": 0.05, "zoom": 0.1}: the transforms to change (others keep the default)."""
+    changes = {}
+    for part in (part.strip() for part in text.split(",") if part.strip()):
+        key, equals, value = part.partition("=")
+        key = key.strip()
+        try:
+            if not equals or key not in ("flip",) + AUGMENTATION_STRENGTHS:
+                raise ValueError
+            changes[key] = _flip_value(value) if key == "flip" else float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"'{part}' is not NAME=VALUE with NAME one of flip, {', '.join(AUGMENTATION_STRENGTHS)} "
+                "(e.g. --augmentation rotation=0.05,zoom=0.1,flip=true)."
+            ) from None
+        if key != "flip" and not 0.0 <= changes[key] < 1.0:
+            raise argparse.ArgumentTypeError(f"augmentation {key} must be in [0, 1), got {changes[key]}.")
+    if not changes:
+        raise argparse.ArgumentTypeError("--augmentation needs at least one NAME=VALUE (e.g. rotation=0.05).")
+    return changes
+
+
+def _flip_value(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false", "1", "0", "on", "off"):
+        raise ValueError(text)
+    return lowered in ("true", "1", "on")
 
 
 AT_LEAST_0 = (0, None, True, True)
@@ -110,7 +143,13 @@ class TrainConfig:
     )
     augment: bool = _option("--augment", "Random augmentation inside the model during training (on by default).",
                             default=True)
-    augmentation: AugmentationConfig = dataclasses.field(default_factory=AugmentationConfig)
+    augmentation: AugmentationConfig = _option(
+        "--augmentation", "Strengths to change, e.g. rotation=0.05,zoom=0.1,translation=0.1,contrast=0.1,flip=true "
+        "(fractions in [0, 1): rotation of a full turn, zoom and shift of the image size; unnamed ones keep the "
+        "backbone's default: rotation 0.025, zoom 0.05, translation 0.08, contrast 0 for small_cnn). A transform "
+        "switched on or off changes the model's layers, so --init-from needs the same ones on.",
+        _augmentation_strengths, default_factory=AugmentationConfig,
+    )
     class_weights: str = _option(
         "--class-weights", "none (plain cross-entropy, the default: FER2013's headline metric is accuracy) or "
         "balanced (inverse class frequency: more recall on the rare classes, less accuracy).",
@@ -201,6 +240,9 @@ def default_config(backbone: str, **overrides) -> TrainConfig:
             augmentation=AugmentationConfig(rotation=0.025, zoom=0.05, translation=0.08, contrast=0.0),
             patience=10,
         )
+    if isinstance(overrides.get("augmentation"), dict):  # the command line names only the strengths it changes
+        base = values.get("augmentation", AugmentationConfig())
+        overrides = {**overrides, "augmentation": dataclasses.replace(base, **overrides["augmentation"])}
     values.update(overrides)
     unknown = set(values) - {field.name for field in dataclasses.fields(TrainConfig)}
     if unknown:
@@ -242,6 +284,9 @@ def validate_config(config: TrainConfig) -> None:
         raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {config.val_fraction}.")
     if config.patience < 0 or config.weight_decay < 0:
         raise ValueError("patience and weight_decay must be >= 0.")
+    for name in AUGMENTATION_STRENGTHS:
+        if not 0.0 <= getattr(config.augmentation, name) < 1.0:
+            raise ValueError(f"augmentation.{name} must be in [0, 1), got {getattr(config.augmentation, name)}.")
     models.check_weights(spec.name, config.weights)
     if config.init_from is not None and config.init_from != "builtin" and not Path(config.init_from).expanduser().exists():
         raise FileNotFoundError(
