@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from fer_utils import callbacks, checkpoints, data, phases, runs, training
+from fer_utils.augmentation import AugmentationConfig
 from helpers import write_notop_weights
 
 
@@ -308,6 +309,28 @@ def test_inconsistent_configs_are_clear_errors():
         training.validate_config(training.default_config("vgg16", head_mode="fast"))
     with pytest.raises(ValueError, match="optimizer"):
         training.validate_config(training.default_config("small_cnn", optimizer="rmsprop"))
+
+
+def test_augmentation_option_changes_only_the_named_strengths(capsys):
+    from fer_utils import cli
+
+    args = cli.build_parser().parse_args([
+        "train", "--backbone", "small_cnn", "--data", "d", "--out", "r", "--augmentation", "rotation=0.05, zoom=0.15",
+    ])
+    config = training.default_config("small_cnn", augmentation=args.augmentation)
+    # small_cnn's milder defaults stay for what was not named.
+    assert (config.augmentation.rotation, config.augmentation.zoom) == (0.05, 0.15)
+    assert (config.augmentation.translation, config.augmentation.contrast, config.augmentation.flip) == (0.08, 0.0, True)
+    assert training.default_config("vgg16", augmentation={"flip": False}).augmentation.zoom == 0.1
+    for text, message in (("zoom=1.5", "zoom must be in [0, 1)"), ("spin=0.1", "NAME one of flip"),
+                          ("flip=maybe", "NAME one of flip")):
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args(["train", "--backbone", "small_cnn", "--data", "d", "--out", "r",
+                                           "--augmentation", text])
+        assert message in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"augmentation.rotation must be in \[0, 1\)"):
+        training.validate_config(training.default_config(
+            "small_cnn", augmentation=AugmentationConfig(rotation=1.0)))
 
 
 # ---------------------------------------------------------------------------------------------
