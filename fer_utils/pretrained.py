@@ -59,14 +59,12 @@ def load_run():
     from fer_utils.runs import Run
 
     info = description()
-    training = info.get("training", {})
-    data = {"train_size": training.get("train_size"), "val_size": training.get("val_size"), **info.get("data", {})}
     config = {
         **info,
         "name": BUILTIN,
         "img_size": info["build_arguments"]["img_size"],
-        "data": data,
-        "wall_time_s": {"total": 60.0 * float(training.get("minutes", 0.0))},
+        "data": info.get("data", {}),
+        "wall_time_s": {"total": 60.0 * float(info.get("training", {}).get("minutes", 0.0))},
     }
     return Run(
         path=None,

@@ -157,6 +157,13 @@ def _stage_line(entry: dict, pct) -> str:
     return line
 
 
+def _augmentation_text(strengths: dict) -> str:
+    """The training augmentation as the card states it, from the run's own settings."""
+    parts = ["flip"] if strengths.get("flip") else []
+    parts += [f"{name} {strengths[name]}" for name in ("rotation", "zoom", "translation", "contrast") if strengths.get(name)]
+    return "(" + ", ".join(parts or ["none"]) + "; rotation in turns, the rest as fractions)"
+
+
 def model_card(info: dict) -> str:
     """MODEL_CARD.md from model.json's figures."""
     test, training = info["test_metrics"], info["training"]
@@ -195,7 +202,7 @@ The model `python -m fer_utils predict` uses when no `--model` is given, `--mode
   ({training['epochs']} epochs) on a 2-core CPU, no GPU. {training.get('note', '')}{averaged}
 - Recipe: AdamW, {"each stage's peak learning rate as listed above" if stages else "peak learning rate " + str(info['hyperparameters']['learning_rate'])}, cosine schedule fitted to the time
   budget, batch {info['hyperparameters']['batch_size']}, label smoothing {info['hyperparameters']['label_smoothing']},
-  mild augmentation (flip, small rotation/zoom/shift), plain cross-entropy (no class weights).
+  augmentation {_augmentation_text(info['hyperparameters']['augmentation'])}, plain cross-entropy (no class weights).
 - Validation: accuracy {pct(info['val_metrics']['accuracy'])}, macro-F1 {info['val_metrics']['macro_f1']:.3f}.
 
 ## Test figures ({test['data']}, scored once)
