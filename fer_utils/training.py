@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils import checkpoints, phases, runs
+from fer_utils import checkpoints, distillation, phases, runs
 from fer_utils.training_config import (  # noqa: F401  (the public names of a training config)
     PHASE_END_TO_END,
     PHASE_FINETUNE,
@@ -59,6 +59,8 @@ class TrainingData:
     train: object  # fer_utils.data.Split
     val: object  # fer_utils.data.Split
     provenance: dict
+    # The teachers' mean probabilities on `train`'s images when the run distils (`fer_utils.distillation`).
+    teacher_probs: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +240,8 @@ def train(data, config: TrainConfig, run_dir, progress=True, cache=True, overwri
     training_data = training_splits(data, config.val_fraction, config.seed, cache=cache, progress=bool(progress))
     _check_splits(training_data.train, training_data.val)
     plan = resolve_plan(config, training_data.train, progress)
+    if config.teachers:
+        distillation.check_teachers(config.teachers, training_data)
     arrays_fingerprint = _array_fingerprint(training_data.train, training_data.val)
     runs.claim_run_folder(run_dir, recognise=checkpoints.holds_training_state)
     with runs.run_lock(run_dir):
@@ -254,6 +258,9 @@ def _train_locked(training_data: TrainingData, plan: TrainingPlan, run_dir: Path
 
     backup = run_dir / checkpoints.BACKUP_DIR
     backend.enable_memory_growth()
+    if plan.config.teachers:
+        training_data = dataclasses.replace(training_data, teacher_probs=distillation.teacher_probabilities(
+            plan.config.teachers, training_data, progress=bool(plan.verbose)))
     environment.set_seeds(plan.config.seed)
     devices = backend.distribution()
     model = _build_model(plan, devices)
@@ -420,7 +427,11 @@ def _run_phase(model, plan: TrainingPlan, step, training_data: TrainingData, cal
     x_train, x_val, fit_model, extraction_seconds = _phase_inputs(model, plan, phase, training_data, verbose)
     _compile(fit_model, config, step.peak_learning_rate)
     num_classes = len(plan.class_names)
-    y_train = keras.utils.to_categorical(training_data.train.labels, num_classes).astype("float32")
+    if training_data.teacher_probs is None:
+        y_train = keras.utils.to_categorical(training_data.train.labels, num_classes).astype("float32")
+    else:
+        y_train = distillation.blended_targets(training_data.train.labels, training_data.teacher_probs,
+                                               config.teacher_weight, num_classes)
     y_val = keras.utils.to_categorical(training_data.val.labels, num_classes).astype("float32")
 
     controller = PhaseController(step, math.ceil(len(x_train) / config.batch_size), config)

@@ -155,6 +155,15 @@ class TrainConfig:
         "balanced (inverse class frequency: more recall on the rare classes, less accuracy).",
         str, CLASS_WEIGHTINGS, default="none",
     )
+    teachers: tuple[str, ...] | None = _option(
+        "--teachers", "Distil: comma-separated models (run folders, .keras files, builtin) validated on the same "
+        "split; each training image's target blends its label with their mean flip-averaged probabilities "
+        "(default: labels only).", _prefix_list, default=None,
+    )
+    teacher_weight: float = _option(
+        "--teacher-weight", "Share of the teachers' probabilities in the targets with --teachers (default 0.5).",
+        float, bounds=(0, 1, True, True), default=0.5,
+    )
     finetune_prefixes: tuple[str, ...] | None = _option(
         "--finetune-layers", "Comma-separated layer-name prefixes unfrozen for fine-tuning "
         "(default: block5 / conv5 / block7,top).", _prefix_list, default=None,
@@ -183,8 +192,9 @@ class TrainConfig:
         values = dataclasses.asdict(self)
         values["augmentation"] = self.augmentation.to_dict()
         values["weights"] = None if self.weights is None else str(self.weights)
-        if self.finetune_prefixes is not None:
-            values["finetune_prefixes"] = list(self.finetune_prefixes)
+        for key in ("finetune_prefixes", "teachers"):
+            if getattr(self, key) is not None:
+                values[key] = list(getattr(self, key))
         return values
 
     @classmethod
@@ -193,8 +203,9 @@ class TrainConfig:
         values = dict(values)
         if isinstance(values.get("augmentation"), dict):
             values["augmentation"] = AugmentationConfig(**values["augmentation"])
-        if values.get("finetune_prefixes") is not None:
-            values["finetune_prefixes"] = tuple(values["finetune_prefixes"])
+        for key in ("finetune_prefixes", "teachers"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
         if isinstance(values.get("class_weights"), bool):  # configs written when this was a switch
             values["class_weights"] = "balanced" if values["class_weights"] else "none"
         return cls(**values)
@@ -288,6 +299,14 @@ def validate_config(config: TrainConfig) -> None:
         if not 0.0 <= getattr(config.augmentation, name) < 1.0:
             raise ValueError(f"augmentation.{name} must be in [0, 1), got {getattr(config.augmentation, name)}.")
     models.check_weights(spec.name, config.weights)
+    if not 0.0 <= config.teacher_weight <= 1.0:
+        raise ValueError(f"teacher_weight must be in [0, 1], got {config.teacher_weight}.")
+    for teacher in config.teachers or ():
+        if teacher != "builtin" and not Path(teacher).expanduser().exists():
+            raise FileNotFoundError(
+                f"Teacher '{teacher}' does not exist (--teachers). Pass run folders, .keras files or 'builtin', "
+                "separated by commas."
+            )
     if config.init_from is not None and config.init_from != "builtin" and not Path(config.init_from).expanduser().exists():
         raise FileNotFoundError(
             f"init_from '{config.init_from}' does not exist (--init-from). Pass a run folder, a .keras file or "
