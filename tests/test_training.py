@@ -311,6 +311,35 @@ def test_inconsistent_configs_are_clear_errors():
         training.validate_config(training.default_config("small_cnn", optimizer="rmsprop"))
 
 
+def test_teachers_blend_their_flip_averaged_probabilities_into_the_targets(splits, reference_run, tmp_path,
+                                                                            monkeypatch):
+    from fer_utils import distillation, evaluation
+
+    train, val = splits
+    targets = []
+    blend = distillation.blended_targets
+    monkeypatch.setattr(distillation, "blended_targets", lambda *args: targets.append(blend(*args)) or targets[-1])
+    config = _small_config(epochs_end_to_end=1, teachers=(str(reference_run), str(reference_run)), teacher_weight=0.7)
+    run_dir = training.train((train, val), config, tmp_path / "student", progress=False)
+
+    teacher = runs.load_run(reference_run).model
+    expected = 0.7 * evaluation.predict_proba(teacher, train.images, tta=True) + 0.3 * np.eye(7)[train.labels]
+    assert len(targets) == 1 and targets[0].shape == (len(train), 7)
+    np.testing.assert_allclose(targets[0], expected, atol=1e-5)
+    np.testing.assert_allclose(targets[0].sum(axis=1), 1.0, atol=1e-5)
+    recorded = json.loads((run_dir / runs.CONFIG_FILE).read_text())["hyperparameters"]
+    assert recorded["teachers"] == [str(reference_run)] * 2 and recorded["teacher_weight"] == 0.7
+    assert training.TrainConfig.from_dict(recorded).teachers == (str(reference_run),) * 2
+
+    # A teacher validated on another split could have trained on this run's validation images.
+    with pytest.raises(ValueError, match="val_size 21, this run has 14"):
+        training.train((train, _split(14, seed=2)), config, tmp_path / "other_split", progress=False)
+    with pytest.raises(FileNotFoundError, match="--teachers"):
+        training.train((train, val), _small_config(teachers=(str(tmp_path / "missing"),)), tmp_path / "missing_teacher",
+                       progress=False)
+    assert not (tmp_path / "other_split").exists() and not (tmp_path / "missing_teacher").exists()
+
+
 def test_augmentation_option_changes_only_the_named_strengths(capsys):
     from fer_utils import cli
 

@@ -1,0 +1,56 @@
+"""Distillation targets and the checks on teachers (`fer_utils.distillation`)."""
+
+import numpy as np
+import pytest
+
+from fer_utils import data, distillation, runs, training
+
+
+def _training_data(validation="10% of train, stratified, seed 42", val_size=4):
+    labels = np.arange(14) % 7
+    train = data.Split(np.zeros((14, 48, 48, 1), "uint8"), labels.astype("int64"))
+    provenance = {"validation": validation, "train_size": 14, "val_size": val_size,
+                  "train_class_counts": [2] * 7}
+    return training.TrainingData(train, data.Split(np.zeros((4, 48, 48, 1), "uint8"), labels[:4]), provenance)
+
+
+def _teacher(class_names=data.CLASS_NAMES, **provenance):
+    recorded = {"validation": "10% of train, stratified, seed 42", "train_size": 14, "val_size": 4,
+                "train_class_counts": [2] * 7, **provenance}
+    return runs.Run(path=None, model=None, config={"data": recorded}, history=None,
+                    class_names=tuple(class_names), val_metrics={})
+
+
+def test_blended_targets_mix_the_teachers_and_the_labels():
+    labels = np.array([0, 3])
+    teacher = np.full((2, 7), 1 / 7)
+    targets = distillation.blended_targets(labels, teacher, 0.7, 7)
+    assert targets.dtype == np.float32 and targets.shape == (2, 7)
+    np.testing.assert_allclose(targets[0, 0], 0.3 + 0.1, atol=1e-6)
+    np.testing.assert_allclose(targets[1, 0], 0.1, atol=1e-6)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(distillation.blended_targets(labels, teacher, 0.0, 7), np.eye(7)[labels])
+    with pytest.raises(ValueError, match=r"teacher_weight must be in \[0, 1\]"):
+        distillation.blended_targets(labels, teacher, 1.5, 7)
+    with pytest.raises(ValueError, match=r"shape \(2, 7\)"):
+        distillation.blended_targets(labels, teacher[:1], 0.5, 7)
+
+
+def test_a_teacher_of_the_same_split_passes():
+    distillation.check_teacher("t", _teacher(), _training_data())
+
+
+@pytest.mark.parametrize("teacher, message", [
+    (_teacher(val_size=5), "val_size 5, this run has 4"),
+    (_teacher(validation="val/ split folder"), "may have trained on this run's validation images"),
+    (_teacher(train_class_counts=None), "does not record its train_class_counts"),
+    (_teacher(class_names=tuple(reversed(data.CLASS_NAMES))), "same classes in the same order"),
+])
+def test_a_teacher_that_could_have_seen_the_validation_images_is_refused(teacher, message):
+    with pytest.raises(ValueError, match=message):
+        distillation.check_teacher("t", teacher, _training_data())
+
+
+def test_distillation_needs_a_teacher():
+    with pytest.raises(ValueError, match="at least one teacher"):
+        distillation.teacher_probabilities([], _training_data())
