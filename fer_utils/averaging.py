@@ -177,6 +177,10 @@ def _stage_entry(run_dir, run, share) -> dict:
         "learning_rate": run.config.get("hyperparameters", {}).get("learning_rate"),
         "init_from": run.config.get("hyperparameters", {}).get("init_from"),
     }
+    hyperparameters = run.config.get("hyperparameters", {})
+    if hyperparameters.get("teachers"):  # a distilled run (`train --teachers`)
+        entry["teachers"] = list(hyperparameters["teachers"])
+        entry["teacher_weight"] = hyperparameters.get("teacher_weight")
     if run.config.get("averaged_from"):
         entry["averaged_from"] = run.config["averaged_from"]
     return entry

@@ -141,6 +141,7 @@ def _portable_stages(stages):
         return path if path in (None, "builtin") else f"runs/{Path(path).name}"
     return [
         {**stage, "run": portable(stage.get("run")), "init_from": portable(stage.get("init_from")),
+         **({"teachers": [portable(teacher) for teacher in stage["teachers"]]} if stage.get("teachers") else {}),
          **({"averaged_from": _portable_stages(stage["averaged_from"])} if stage.get("averaged_from") else {})}
         for stage in stages
     ]
@@ -150,11 +151,21 @@ def _stage_line(entry: dict, pct) -> str:
     """One stage of an averaged model for the card; a stage that was itself an average names its parts."""
     line = (f"{entry['name']}: {entry['epochs']} epochs, {entry['minutes']} min, "
             f"{'from ' + entry['init_from'] + ', ' if entry.get('init_from') else ''}"
-            f"peak learning rate {entry['learning_rate']}, validation {pct(entry['val_accuracy'])}, share {entry['share']:.2f}")
+            f"peak learning rate {entry['learning_rate']}, "
+            f"{_teachers_text(entry.get('teachers'), entry.get('teacher_weight'))}"
+            f"validation {pct(entry['val_accuracy'])}, share {entry['share']:.2f}")
     if entry.get("averaged_from"):
         parts = ", ".join(f"{part['share']:.2f} x {part['name']}" for part in entry["averaged_from"])
         line += f" (itself the average {parts})"
     return line
+
+
+def _teachers_text(teachers, weight) -> str:
+    """How a distilled stage's targets were made, for the card ("" for a stage trained on the labels alone)."""
+    if not teachers:
+        return ""
+    return (f"distilled from {' + '.join(teachers)} (targets {weight:g} x their mean flip-averaged probabilities "
+            f"+ {1 - weight:g} x the label), ")
 
 
 def _augmentation_text(strengths: dict) -> str:
