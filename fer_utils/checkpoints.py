@@ -15,6 +15,7 @@ that are complete. Only files with these names are ever deleted here.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import re
@@ -64,6 +65,10 @@ def _check_same_run(run_dir: Path, state: dict, current: dict, data_fingerprint:
     stored = dict(state.get("config", {}))
     if isinstance(stored.get("class_weights"), bool):  # written when class weighting was a switch
         stored["class_weights"] = "balanced" if stored["class_weights"] else "none"
+    # A setting added after the stored run started: it ran with that setting's default.
+    for field in dataclasses.fields(TrainConfig):
+        if field.name not in stored and field.default is not dataclasses.MISSING:
+            stored[field.name] = field.default
     differences = sorted(
         key for key in set(stored) | set(current)
         if key != "max_minutes" and stored.get(key) != current.get(key)

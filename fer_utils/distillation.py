@@ -73,11 +73,17 @@ def check_teacher(source, teacher, training_data) -> None:
                 f"Teacher '{source}' does not record its {field}, so it cannot be shown to have left this run's "
                 "validation images out of its training. Use a run trained by fer_utils on the same data and split."
             )
+        if trained_on[field] != training_data.provenance.get(field) and field != "validation":
+            raise ValueError(
+                f"Teacher '{source}' was trained with {field} {trained_on[field]!r}, this run has "
+                f"{training_data.provenance.get(field)!r}: it is not the dataset this run trains on. Teach with runs "
+                "trained on the same --data."
+            )
         if trained_on[field] != training_data.provenance.get(field):
             raise ValueError(
                 f"Teacher '{source}' was trained with {field} {trained_on[field]!r}, this run has "
                 f"{training_data.provenance.get(field)!r}: it may have trained on this run's validation images. "
-                "Teach with runs of the same data, --val-fraction and --seed."
+                "Teach with runs validated the same way (the same val/ folder, or the same --val-fraction and --seed)."
             )
 
 

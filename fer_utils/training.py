@@ -258,9 +258,12 @@ def _train_locked(training_data: TrainingData, plan: TrainingPlan, run_dir: Path
 
     backup = run_dir / checkpoints.BACKUP_DIR
     backend.enable_memory_growth()
+    # The targets are the labels unless this run's own config names teachers.
+    teacher_probs = None
     if plan.config.teachers:
-        training_data = dataclasses.replace(training_data, teacher_probs=distillation.teacher_probabilities(
-            plan.config.teachers, training_data, progress=bool(plan.verbose)))
+        teacher_probs = distillation.teacher_probabilities(plan.config.teachers, training_data,
+                                                           progress=bool(plan.verbose))
+    training_data = dataclasses.replace(training_data, teacher_probs=teacher_probs)
     environment.set_seeds(plan.config.seed)
     devices = backend.distribution()
     model = _build_model(plan, devices)

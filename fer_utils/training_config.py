@@ -301,6 +301,14 @@ def validate_config(config: TrainConfig) -> None:
     models.check_weights(spec.name, config.weights)
     if not 0.0 <= config.teacher_weight <= 1.0:
         raise ValueError(f"teacher_weight must be in [0, 1], got {config.teacher_weight}.")
+    if config.teachers is not None:
+        if isinstance(config.teachers, str) or not config.teachers:
+            raise ValueError(f"teachers must be a non-empty tuple of run folders or 'builtin', got {config.teachers!r} "
+                             "(--teachers RUN,builtin).")
+        if config.class_weights != "none":
+            # Keras picks each image's class weight by its target's largest entry, the teacher's class.
+            raise ValueError("class_weights='balanced' cannot be combined with teachers: the soft targets hide the "
+                             "label Keras weights by. Drop --class-weights or --teachers.")
     for teacher in config.teachers or ():
         if teacher != "builtin" and not Path(teacher).expanduser().exists():
             raise FileNotFoundError(

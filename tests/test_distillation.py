@@ -41,7 +41,7 @@ def test_a_teacher_of_the_same_split_passes():
 
 
 @pytest.mark.parametrize("teacher, message", [
-    (_teacher(val_size=5), "val_size 5, this run has 4"),
+    (_teacher(val_size=5), "val_size 5, this run has 4: it is not the dataset"),
     (_teacher(validation="val/ split folder"), "may have trained on this run's validation images"),
     (_teacher(train_class_counts=None), "does not record its train_class_counts"),
     (_teacher(class_names=tuple(reversed(data.CLASS_NAMES))), "same classes in the same order"),
@@ -54,3 +54,24 @@ def test_a_teacher_that_could_have_seen_the_validation_images_is_refused(teacher
 def test_distillation_needs_a_teacher():
     with pytest.raises(ValueError, match="at least one teacher"):
         distillation.teacher_probabilities([], _training_data())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(teachers="builtin"), "non-empty tuple"),
+    (dict(teachers=()), "non-empty tuple"),
+    (dict(teachers=("builtin",), class_weights="balanced"), "cannot be combined with teachers"),
+    (dict(teachers=("builtin",), teacher_weight=1.5), r"teacher_weight must be in \[0, 1\]"),
+])
+def test_bad_teacher_settings_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        training.validate_config(training.default_config("small_cnn", **overrides))
+
+
+def test_a_run_started_before_distillation_existed_still_resumes(tmp_path):
+    from fer_utils import checkpoints
+
+    current = training.default_config("small_cnn").to_dict()
+    stored = {key: value for key, value in current.items() if key not in ("teachers", "teacher_weight")}
+    checkpoints._check_same_run(tmp_path, {"config": stored}, current, "fingerprint")
+    with pytest.raises(ValueError, match="different settings"):
+        checkpoints._check_same_run(tmp_path, {"config": stored}, {**current, "teacher_weight": 0.7}, "fingerprint")

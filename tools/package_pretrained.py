@@ -165,7 +165,7 @@ def _teachers_text(teachers, weight) -> str:
     if not teachers:
         return ""
     return (f"distilled from {' + '.join(teachers)} (targets {weight:g} x their mean flip-averaged probabilities "
-            f"+ {1 - weight:g} x the label), ")
+            f"+ {1 - weight:g} x the label, before label smoothing), ")
 
 
 def _augmentation_text(strengths: dict) -> str:
