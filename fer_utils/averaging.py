@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils import loading, runs, training
+from fer_utils import lineage, loading, runs, training
 
 
 def average_weights(weight_lists, mix=None) -> list[np.ndarray]:
@@ -93,13 +93,17 @@ def average_runs(run_dirs, data, out, mix=None, cache=True, progress: bool = Tru
     training_data = training.training_splits(
         data, hyperparameters.get("val_fraction", 0.1), hyperparameters.get("seed", 42), cache=cache, progress=progress,
     )
-    for run_dir, run in zip(run_dirs, loaded):
+    stage_lineages = [lineage.lineage_of(run_dir, run) for run_dir, run in zip(run_dirs, loaded)]
+    for run_dir, run, stage_lineage in zip(run_dirs, loaded, stage_lineages):
         _check_same_data(run_dir, run.config, training_data.provenance)
+        # A stage that started from a model of this data split another way has seen validation images.
+        lineage.check_starting_point(str(run_dir), stage_lineage, training_data.provenance)
 
     model = loaded[0].model
     model.set_weights(average_weights([run.model.get_weights() for run in loaded], shares))
     val_metrics = training.validation_metrics(model, training_data.val)
     config = _averaged_config(base.config, out, run_dirs, loaded, shares, model)
+    config["lineage"] = lineage.merged(*stage_lineages)
     runs.claim_run_folder(out)
     runs.save_run(out, model, config, history=_joined_history(run_dirs, loaded), val_metrics=val_metrics)
     if progress:
@@ -169,15 +173,15 @@ def _averaged_config(first_config: dict, out: Path, run_dirs, loaded, shares, mo
 
 def _stage_entry(run_dir, run, share) -> dict:
     """One `averaged_from` entry: the run, its share and how it was trained (and what it averaged, if it did)."""
+    hyperparameters = run.config.get("hyperparameters", {})
     entry = {
         "run": str(run_dir), "name": run.config.get("name", Path(run_dir).name), "share": round(share, 6),
         "val_accuracy": run.val_metrics.get("accuracy"),
         "epochs": len(run.history) if run.history is not None else run.config.get("training", {}).get("epochs"),
         "minutes": round(float(run.config.get("wall_time_s", {}).get("total", 0.0)) / 60, 1),
-        "learning_rate": run.config.get("hyperparameters", {}).get("learning_rate"),
-        "init_from": run.config.get("hyperparameters", {}).get("init_from"),
+        "learning_rate": hyperparameters.get("learning_rate"),
+        "init_from": hyperparameters.get("init_from"),
     }
-    hyperparameters = run.config.get("hyperparameters", {})
     if hyperparameters.get("teachers"):  # a distilled run (`train --teachers`)
         entry["teachers"] = list(hyperparameters["teachers"])
         entry["teacher_weight"] = hyperparameters.get("teacher_weight")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils import checkpoints, distillation, phases, runs
+from fer_utils import checkpoints, distillation, lineage, phases, runs
 from fer_utils.training_config import (  # noqa: F401  (the public names of a training config)
     PHASE_END_TO_END,
     PHASE_FINETUNE,
@@ -61,6 +61,21 @@ class TrainingData:
     provenance: dict
     # The teachers' mean probabilities on `train`'s images when the run distils (`fer_utils.distillation`).
     teacher_probs: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Inheritance:
+    """The models a run starts from or learns from, loaded and checked once before anything is written.
+
+    Attributes:
+        start: The `--init-from` model as a `runs.Run`, or None.
+        teachers: `[(source, runs.Run), ...]` of `--teachers` (empty without).
+        lineage: What config.json records under `lineage` (`fer_utils.lineage`).
+    """
+
+    start: object = None
+    teachers: list = dataclasses.field(default_factory=list)
+    lineage: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,8 +255,7 @@ def train(data, config: TrainConfig, run_dir, progress=True, cache=True, overwri
     training_data = training_splits(data, config.val_fraction, config.seed, cache=cache, progress=bool(progress))
     _check_splits(training_data.train, training_data.val)
     plan = resolve_plan(config, training_data.train, progress)
-    if config.teachers:
-        distillation.check_teachers(config.teachers, training_data)
+    inheritance = _inheritance(config, training_data)
     arrays_fingerprint = _array_fingerprint(training_data.train, training_data.val)
     runs.claim_run_folder(run_dir, recognise=checkpoints.holds_training_state)
     with runs.run_lock(run_dir):
@@ -249,28 +263,32 @@ def train(data, config: TrainConfig, run_dir, progress=True, cache=True, overwri
         if run_state.get("complete") and runs.is_run_dir(run_dir):
             _say(plan.verbose, f"{run_dir} already holds a finished run; nothing to do (pass overwrite=True to retrain).")
             return run_dir
-        return _train_locked(training_data, plan, run_dir, run_state, callbacks)
+        return _train_locked(training_data, plan, inheritance, run_dir, run_state, callbacks)
 
 
-def _train_locked(training_data: TrainingData, plan: TrainingPlan, run_dir: Path, run_state: dict, callbacks) -> Path:
+def _train_locked(training_data: TrainingData, plan: TrainingPlan, inheritance: Inheritance, run_dir: Path,
+                  run_state: dict, callbacks) -> Path:
     """The body of `train`, run while it holds the run folder's lock."""
     from fer_utils import backend, environment, models
 
     backup = run_dir / checkpoints.BACKUP_DIR
     backend.enable_memory_growth()
-    # The targets are the labels unless this run's own config names teachers.
+    wall_time, phase_records = {}, []
+    # The targets are the labels unless this run's own config names teachers. Their predictions
+    # count towards the time budget and the run's wall time.
     teacher_probs = None
-    if plan.config.teachers:
-        teacher_probs = distillation.teacher_probabilities(plan.config.teachers, training_data,
+    if inheritance.teachers:
+        started = time.perf_counter()
+        teacher_probs = distillation.teacher_probabilities(inheritance.teachers, training_data,
                                                            progress=bool(plan.verbose))
+        wall_time["teachers"] = round(time.perf_counter() - started, 3)
     training_data = dataclasses.replace(training_data, teacher_probs=teacher_probs)
     environment.set_seeds(plan.config.seed)
     devices = backend.distribution()
-    model = _build_model(plan, devices)
+    model = _build_model(plan, devices, inheritance.start)
     # Written only now that the model is built: a failed build leaves nothing that blocks a retry.
     checkpoints.write_state(backup / checkpoints.STATE_FILE, run_state)
 
-    wall_time, phase_records = {}, []
     for index, (phase, epochs) in enumerate(plan.phases):
         folder = backup / phase
         completed = run_state["completed"].get(phase)
@@ -308,6 +326,7 @@ def _train_locked(training_data: TrainingData, plan: TrainingPlan, run_dir: Path
     val_metrics = validation_metrics(final_model, training_data.val, plan.config.batch_size)
     wall_time["total"] = round(sum(wall_time.values()), 3)
     run_config = _run_config(plan, run_dir, training_data, phase_records, selected_phase, final_model, wall_time)
+    run_config["lineage"] = inheritance.lineage
     run_config["replicas"] = devices.replicas
     runs.save_run(run_dir, final_model, run_config, history=history, val_metrics=val_metrics)
     run_state["complete"] = True
@@ -318,8 +337,25 @@ def _train_locked(training_data: TrainingData, plan: TrainingPlan, run_dir: Path
     return run_dir
 
 
-def _build_model(plan: TrainingPlan, devices):
-    """The model to train, in the scope of `devices` (a `backend.Distribution`) and, on a GPU, mixed precision."""
+def _inheritance(config: TrainConfig, training_data: TrainingData) -> Inheritance:
+    """Load `--init-from` and `--teachers` once and check what they inherit (ValueError, see `fer_utils.lineage`)."""
+    from fer_utils import loading
+
+    start, start_lineage = None, []
+    if config.init_from is not None:
+        start = loading.load_model(config.init_from)
+        start_lineage = lineage.lineage_of(config.init_from, start)
+        lineage.check_starting_point(config.init_from, start_lineage, training_data.provenance)
+    teachers = distillation.load_teachers(config.teachers, training_data) if config.teachers else []
+    teacher_lineages = [lineage.lineage_of(source, teacher) for source, teacher in teachers]
+    return Inheritance(start, teachers, lineage.merged(start_lineage, *teacher_lineages))
+
+
+def _build_model(plan: TrainingPlan, devices, start=None):
+    """The model to train, in the scope of `devices` (a `backend.Distribution`) and, on a GPU, mixed precision.
+
+    `start` (a `runs.Run`, the loaded `--init-from`) gives its weights.
+    """
     import keras
 
     from fer_utils import models
@@ -332,20 +368,17 @@ def _build_model(plan: TrainingPlan, devices):
             model = models.build_model(weights=plan.config.weights, **plan.build_arguments())
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    if plan.config.init_from is not None:
-        _load_initial_weights(model, plan.config.init_from)
+    if start is not None:
+        _load_initial_weights(model, plan.config.init_from, start.model)
     return model
 
 
-def _load_initial_weights(model, source) -> None:
-    """Start `model` from the weights of `source` (a run folder, a .keras file or "builtin").
+def _load_initial_weights(model, source, start) -> None:
+    """Start `model` from the weights of `start`, the Keras model loaded from `source` (`--init-from`).
 
     The architectures must match array for array: a warm restart continues one model, it does not
     transplant layers between different ones.
     """
-    from fer_utils import loading
-
-    start = loading.load_model(source).model
     ours, theirs = model.get_weights(), start.get_weights()
     if [weight.shape for weight in ours] != [weight.shape for weight in theirs]:
         raise ValueError(

@@ -156,8 +156,8 @@ class TrainConfig:
         str, CLASS_WEIGHTINGS, default="none",
     )
     teachers: tuple[str, ...] | None = _option(
-        "--teachers", "Distil: comma-separated models (run folders, .keras files, builtin) validated on the same "
-        "split; each training image's target blends its label with their mean flip-averaged probabilities "
+        "--teachers", "Distil: comma-separated run folders or builtin, validated on the same split (a bare "
+        ".keras file records no split and is refused); each training image's target blends its label with their mean flip-averaged probabilities "
         "(default: labels only).", _prefix_list, default=None,
     )
     teacher_weight: float = _option(
@@ -312,7 +312,7 @@ def validate_config(config: TrainConfig) -> None:
     for teacher in config.teachers or ():
         if teacher != "builtin" and not Path(teacher).expanduser().exists():
             raise FileNotFoundError(
-                f"Teacher '{teacher}' does not exist (--teachers). Pass run folders, .keras files or 'builtin', "
+                f"Teacher '{teacher}' does not exist (--teachers). Pass run folders or 'builtin', "
                 "separated by commas."
             )
     if config.init_from is not None and config.init_from != "builtin" and not Path(config.init_from).expanduser().exists():

@@ -79,6 +79,7 @@ def test_average_runs_writes_a_scored_run_folder_of_the_mean_weights(tmp_path):
     assert [(entry["run"], entry["share"]) for entry in config["averaged_from"]] == [(str(first), 0.25),
                                                                                    (str(second), 0.75)]
     assert config["wall_time_s"]["total"] == 300.0 and config["selected_phase"] == "averaged"
+    assert [entry["source"] for entry in config["lineage"]] == [str(first), str(second)]
     assert list(averaged.history["phase"]) == ["stage1/end_to_end"] * 2 + ["stage2/end_to_end"] * 3
 
 

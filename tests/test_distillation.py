@@ -43,7 +43,7 @@ def test_a_teacher_of_the_same_split_passes():
 @pytest.mark.parametrize("teacher, message", [
     (_teacher(val_size=5), "val_size 5, this run has 4: it is not the dataset"),
     (_teacher(validation="val/ split folder"), "may have trained on this run's validation images"),
-    (_teacher(train_class_counts=None), "does not record its train_class_counts"),
+    (_teacher(train_class_counts=None), "records no training split"),
     (_teacher(class_names=tuple(reversed(data.CLASS_NAMES))), "same classes in the same order"),
 ])
 def test_a_teacher_that_could_have_seen_the_validation_images_is_refused(teacher, message):
@@ -51,9 +51,24 @@ def test_a_teacher_that_could_have_seen_the_validation_images_is_refused(teacher
         distillation.check_teacher("t", teacher, _training_data())
 
 
+def test_a_teacher_that_started_from_a_model_of_another_split_is_refused():
+    other = {"validation": "val/ split folder", "train_size": 14, "val_size": 4, "train_class_counts": [2] * 7}
+    teacher = _teacher()
+    teacher.config["lineage"] = [{"source": "runs/first", "split": other}]
+    with pytest.raises(ValueError, match="'runs/first' \\(an ancestor of teacher 't'\\) was trained with validation"):
+        distillation.check_teacher("t", teacher, _training_data())
+    # Started from a model before runs recorded their lineage: what it inherited cannot be checked.
+    legacy = _teacher()
+    legacy.config["hyperparameters"] = {"init_from": "runs/first"}
+    with pytest.raises(ValueError, match="before runs recorded what they inherit"):
+        distillation.check_teacher("t", legacy, _training_data())
+
+
 def test_distillation_needs_a_teacher():
     with pytest.raises(ValueError, match="at least one teacher"):
         distillation.teacher_probabilities([], _training_data())
+    with pytest.raises(ValueError, match="at least one teacher"):
+        distillation.load_teachers([], _training_data())
 
 
 @pytest.mark.parametrize("overrides, message", [

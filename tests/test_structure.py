@@ -20,7 +20,7 @@ LAYERS = {
     "building blocks": (2, {
         "data", "demo", "exploration", "augmentation", "models", "training_config", "phases", "callbacks",
         "checkpoints", "runs", "loading", "pretrained", "metrics", "stats", "evaluation", "gradcam", "plots",
-        "faces", "environment", "distillation",
+        "faces", "environment", "distillation", "lineage",
     }),
     "helpers": (1, {"files", "progress", "backend"}),
 }

@@ -1,12 +1,13 @@
 """Training: phases and frozen layers, cached-feature head, resuming, run folders, the CLI."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fer_utils import callbacks, checkpoints, data, phases, runs, training
+from fer_utils import callbacks, checkpoints, data, lineage, phases, runs, training
 from fer_utils.augmentation import AugmentationConfig
 from helpers import write_notop_weights
 
@@ -286,8 +287,21 @@ def test_init_from_starts_training_from_an_earlier_runs_weights(splits, referenc
     expected = runs.load_run(reference_run).model.get_weights()
     assert len(recorder.weights) == len(expected)
     assert all(np.array_equal(got, want) for got, want in zip(recorder.weights, expected))
-    recorded = json.loads((run_dir / runs.CONFIG_FILE).read_text())["hyperparameters"]
-    assert recorded["init_from"] == str(reference_run)
+    written = json.loads((run_dir / runs.CONFIG_FILE).read_text())
+    assert written["hyperparameters"]["init_from"] == str(reference_run)
+    reference_config = json.loads((reference_run / runs.CONFIG_FILE).read_text())
+    assert reference_config["lineage"] == []
+    assert written["lineage"] == [{"source": str(reference_run), "split": lineage.split_record(reference_config)}]
+
+    # A start trained on the same images split another way has seen this run's validation images.
+    resplit = tmp_path / "resplit"
+    shutil.copytree(reference_run, resplit)
+    resplit_config = {**reference_config, "data": {**reference_config["data"], "validation": "val/ split folder"}}
+    (resplit / runs.CONFIG_FILE).write_text(json.dumps(resplit_config))
+    with pytest.raises(ValueError, match="split another way"):
+        training.train((train, val), _small_config(**REFERENCE_CONFIG, init_from=str(resplit)), tmp_path / "leaky",
+                       progress=False)
+    assert not (tmp_path / "leaky").exists()
 
     with pytest.raises(ValueError, match="do not match the model being trained"):
         training.train((train, val), _small_config(**REFERENCE_CONFIG, init_from=str(reference_run), head_units=16),
@@ -327,8 +341,14 @@ def test_teachers_blend_their_flip_averaged_probabilities_into_the_targets(split
     assert len(targets) == 1 and targets[0].shape == (len(train), 7)
     np.testing.assert_allclose(targets[0], expected, atol=1e-5)
     np.testing.assert_allclose(targets[0].sum(axis=1), 1.0, atol=1e-5)
-    recorded = json.loads((run_dir / runs.CONFIG_FILE).read_text())["hyperparameters"]
+    written = json.loads((run_dir / runs.CONFIG_FILE).read_text())
+    recorded = written["hyperparameters"]
     assert recorded["teachers"] == [str(reference_run)] * 2 and recorded["teacher_weight"] == 0.7
+    # The teachers' predictions count in the run's time; each teacher is in its lineage once.
+    assert written["wall_time_s"]["teachers"] > 0
+    assert written["wall_time_s"]["total"] == pytest.approx(sum(
+        seconds for phase, seconds in written["wall_time_s"].items() if phase != "total"), abs=0.01)
+    assert [entry["source"] for entry in written["lineage"]] == [str(reference_run)]
     assert training.TrainConfig.from_dict(recorded).teachers == (str(reference_run),) * 2
 
     # A teacher validated on another split could have trained on this run's validation images.

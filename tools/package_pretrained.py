@@ -11,6 +11,7 @@ recipes are chosen on the validation split carved from train, never here.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -38,15 +39,16 @@ def main(argv=None) -> int:
     from fer_utils import backend
 
     backend.quiet_tensorflow()
-    from fer_utils import data, evaluation, pretrained, runs
+    from fer_utils import data, evaluation, lineage, pretrained, runs
 
     run = runs.load_run(args.run_dir)
     hyper = run.config["hyperparameters"]
     out = pretrained.MODEL_DIR
     out.mkdir(exist_ok=True)
+    replaced = _replaced_builtin()  # read before the new files overwrite it
     pretrained.write_weights(out / pretrained.WEIGHTS_FILE, run.model)
     provenance = runs.data_provenance(run.config)
-    stages = _portable_stages(run.config.get("averaged_from"))
+    stages = _portable_stages(run.config.get("averaged_from"), replaced)
     info = {
         "name": "fer_utils builtin small_cnn",
         "backbone": run.config["backbone"],
@@ -74,6 +76,8 @@ def main(argv=None) -> int:
         "data": {field: provenance.get(field) for field in ("validation", "train_size", "val_size", "train_class_counts")},
         "val_metrics": run.val_metrics,
         "averaged_from": stages,
+        # What went into the weights and the split each part trained on: `train --teachers builtin` checks it.
+        "lineage": _portable_lineage(lineage.lineage_of(args.run_dir, run)[1:], replaced),
     }
     (out / pretrained.DESCRIPTION_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
@@ -133,18 +137,40 @@ def _latency(model, images) -> dict:
     return {"single_face": round(1000 * float(np.median(one)), 2), "batch_256": round(1000 * float(np.median(many)), 3)}
 
 
-def _portable_stages(stages):
-    """The averaged run's stages with each run folder as `runs/NAME`: the packaging machine's paths mean nothing in the wheel."""
+def _portable_stages(stages, builtin_name: str = "builtin"):
+    """The averaged run's stages with each run folder as `runs/NAME`: the packaging machine's paths mean nothing in
+    the wheel. `builtin` becomes `builtin_name`, the model these weights replace (see `_replaced_builtin`)."""
     if not stages:
         return stages
-    def portable(path):
-        return path if path in (None, "builtin") else f"runs/{Path(path).name}"
+    portable = functools.partial(_portable_path, builtin_name=builtin_name)
     return [
         {**stage, "run": portable(stage.get("run")), "init_from": portable(stage.get("init_from")),
          **({"teachers": [portable(teacher) for teacher in stage["teachers"]]} if stage.get("teachers") else {}),
-         **({"averaged_from": _portable_stages(stage["averaged_from"])} if stage.get("averaged_from") else {})}
+         **({"averaged_from": _portable_stages(stage["averaged_from"], builtin_name)} if stage.get("averaged_from") else {})}
         for stage in stages
     ]
+
+
+def _portable_lineage(lineage, builtin_name: str = "builtin"):
+    """The run's `lineage` (`fer_utils.lineage`) with portable sources, as `_portable_stages` writes them."""
+    return [{**entry, "source": _portable_path(entry["source"], builtin_name)} for entry in lineage or []]
+
+
+def _portable_path(path, builtin_name: str):
+    if path is None:
+        return None
+    return builtin_name if path == "builtin" else f"runs/{Path(path).name}"
+
+
+def _replaced_builtin() -> str:
+    """How the card names `builtin` when the new weights came from it: the shipped model by its commit."""
+    from fer_utils import pretrained
+
+    try:
+        commit = pretrained.description()["training"]["commit"]
+    except (FileNotFoundError, KeyError):
+        return "builtin"
+    return f"builtin at {commit[:7]}"
 
 
 def _stage_line(entry: dict, pct) -> str:
