@@ -97,7 +97,7 @@ def average_runs(run_dirs, data, out, mix=None, cache=True, progress: bool = Tru
     for run_dir, run, stage_lineage in zip(run_dirs, loaded, stage_lineages):
         _check_same_data(run_dir, run.config, training_data.provenance)
         # A stage that started from a model of this data split another way has seen validation images.
-        lineage.check_starting_point(str(run_dir), stage_lineage, training_data.provenance)
+        lineage.check_starting_point(str(run_dir), stage_lineage, training_data.provenance, role="Stage")
 
     model = loaded[0].model
     model.set_weights(average_weights([run.model.get_weights() for run in loaded], shares))

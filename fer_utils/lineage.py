@@ -32,12 +32,14 @@ def recorded_lineage(config: dict) -> list[dict] | None:
     """`config`'s ancestors as recorded; None when it has some but was written before lineages were recorded."""
     if "lineage" in config:
         return [dict(entry) for entry in config["lineage"]]
-    hyperparameters = config.get("hyperparameters", {})
-    stages = config.get("averaged_from") or []
-    inherited = hyperparameters.get("init_from") or hyperparameters.get("teachers") or any(
-        stage.get("init_from") or stage.get("teachers") for stage in stages
-    )
-    return None if inherited else []
+    return None if _inherits(config.get("hyperparameters", {}), config.get("averaged_from")) else []
+
+
+def _inherits(hyperparameters: dict, stages) -> bool:
+    """Whether a run (or an averaged run's stages, at any depth) started from or learnt from other models."""
+    if hyperparameters.get("init_from") or hyperparameters.get("teachers"):
+        return True
+    return any(_inherits(stage, stage.get("averaged_from")) for stage in stages or [])
 
 
 def lineage_of(source: str, run) -> list[dict]:
@@ -60,27 +62,29 @@ def merged(*lineages) -> list[dict]:
     seen, entries = set(), []
     for lineage in lineages:
         for entry in lineage:
-            key = (entry["source"], repr(entry["split"]))
+            key = (entry["source"], repr(entry["split"]), bool(entry.get("unrecorded_ancestors")))
             if key not in seen:
                 seen.add(key)
                 entries.append(dict(entry))
     return entries
 
 
-def check_starting_point(source: str, lineage: list[dict], provenance: dict) -> None:
-    """Raise ValueError when an ancestor of `--init-from source` trained on the run's data split another way.
+def check_starting_point(source: str, lineage: list[dict], provenance: dict, role: str = "init_from") -> None:
+    """Raise ValueError when `source` or an ancestor of it trained on the run's data split another way.
 
-    `provenance` is the run's data record (`TrainingData.provenance`). Ancestors trained on another
-    dataset, or that record no data, are allowed: a warm start says nothing about this run's split.
+    `source` is what the run's weights start from (`role` names it in the message: `init_from`, or
+    a stage of an average); `provenance` is the run's data record (`TrainingData.provenance`).
+    Ancestors trained on another dataset, or that record no data, are allowed: they say nothing
+    about this run's split.
     """
     ours = {field: provenance.get(field) for field in SPLIT_FIELDS}
     for entry in lineage:
         theirs = entry["split"]
         if theirs is None or not _same_images(theirs, ours) or theirs == ours:
             continue
-        via = "" if entry["source"] == str(source) else f" (through '{entry['source']}', which it started from)"
+        via = "" if entry["source"] == str(source) else f" (through '{entry['source']}', which it inherits from)"
         raise ValueError(
-            f"init_from '{source}'{via} was trained on the same images split another way (validation "
+            f"{role} '{source}'{via} was trained on the same images split another way (validation "
             f"{theirs['validation']!r}, this run {ours['validation']!r}): it has trained on some of this run's "
             "validation images, so its validation accuracy would flatter it. Start from a run validated the same way "
             "(the same val/ folder, or the same --val-fraction and --seed), or train from scratch."
@@ -121,8 +125,12 @@ def check_teacher_lineage(source: str, lineage: list[dict], provenance: dict) ->
 
 
 def _same_images(theirs: dict, ours: dict) -> bool:
-    """Whether two splits cover the same images: as many in all, in the same classes (file dates differ between copies)."""
-    if None in (ours["train_size"], ours["val_size"]):
+    """Whether `theirs` may have trained on `ours`'s validation images: the same images split another way
+    (as many in all), or all of ours as its training set (validated on a folder of its own). Compared
+    by counts, not the dataset fingerprint, which changes with file dates when a dataset is copied."""
+    if None in (ours["train_size"], ours["val_size"], theirs["train_size"], theirs["val_size"]):
         return False
-    return (theirs["train_size"] + theirs["val_size"] == ours["train_size"] + ours["val_size"]
-            and len(theirs["train_class_counts"] or []) == len(ours["train_class_counts"] or []))
+    if len(theirs["train_class_counts"] or []) != len(ours["train_class_counts"] or []):
+        return False
+    ours_in_all = ours["train_size"] + ours["val_size"]
+    return theirs["train_size"] + theirs["val_size"] == ours_in_all or theirs["train_size"] == ours_in_all

@@ -63,9 +63,12 @@ class TrainingData:
     teacher_probs: np.ndarray | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class Inheritance:
     """The models a run starts from or learns from, loaded and checked once before anything is written.
+
+    Training drops each model once it has used it (the teachers after their predictions, the start
+    after its weights are copied), so they do not hold memory through the epochs.
 
     Attributes:
         start: The `--init-from` model as a `runs.Run`, or None.
@@ -250,6 +253,10 @@ def train(data, config: TrainConfig, run_dir, progress=True, cache=True, overwri
     # A typo or a wrong --out folder fails before any image is decoded.
     validate_config(config)
     _verbosity(progress)
+    from fer_utils import backend
+
+    # Before any model is loaded (the start model, teachers): it must precede the first GPU operation.
+    backend.enable_memory_growth()
     run_dir = Path(run_dir)
     runs.check_run_folder(run_dir, recognise=checkpoints.holds_training_state)
     training_data = training_splits(data, config.val_fraction, config.seed, cache=cache, progress=bool(progress))
@@ -272,20 +279,23 @@ def _train_locked(training_data: TrainingData, plan: TrainingPlan, inheritance: 
     from fer_utils import backend, environment, models
 
     backup = run_dir / checkpoints.BACKUP_DIR
-    backend.enable_memory_growth()
     wall_time, phase_records = {}, []
     # The targets are the labels unless this run's own config names teachers. Their predictions
-    # count towards the time budget and the run's wall time.
+    # count towards the time budget and the run's wall time, over every attempt (a resumed run
+    # predicts again).
     teacher_probs = None
     if inheritance.teachers:
         started = time.perf_counter()
         teacher_probs = distillation.teacher_probabilities(inheritance.teachers, training_data,
                                                            progress=bool(plan.verbose))
-        wall_time["teachers"] = round(time.perf_counter() - started, 3)
+        inheritance.teachers = []
+        run_state["teacher_seconds"] = round(run_state.get("teacher_seconds", 0.0) + time.perf_counter() - started, 3)
+        wall_time["teachers"] = run_state["teacher_seconds"]
     training_data = dataclasses.replace(training_data, teacher_probs=teacher_probs)
     environment.set_seeds(plan.config.seed)
     devices = backend.distribution()
     model = _build_model(plan, devices, inheritance.start)
+    inheritance.start = None
     # Written only now that the model is built: a failed build leaves nothing that blocks a retry.
     checkpoints.write_state(backup / checkpoints.STATE_FILE, run_state)
 

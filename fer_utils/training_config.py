@@ -175,7 +175,7 @@ class TrainConfig:
     patience: int = _option("--patience", "Early-stopping patience in epochs, 0 = off (default 5, 10 small_cnn).",
                             int, bounds=AT_LEAST_0, default=5)
     max_minutes: float | None = _option(
-        "--max-minutes", "Time budget of all epochs together: the learning-rate schedule follows steps or time, "
+        "--max-minutes", "Time budget of all epochs together (and of the teachers' predictions with --teachers): the learning-rate schedule follows steps or time, "
         "whichever runs out first, so it still anneals, and training stops cleanly.", float, bounds=POSITIVE, default=None,
     )
     seed: int = _option("--seed", "Seed of weights, shuffling, augmentation and the validation split (default 42).",

@@ -29,6 +29,7 @@ def test_a_split_is_recorded_only_when_every_field_is():
     ({"hyperparameters": {"init_from": "runs/a"}}, None),
     ({"hyperparameters": {"teachers": ["runs/a"]}}, None),
     ({"averaged_from": [{"run": "runs/b", "init_from": "runs/a"}]}, None),
+    ({"averaged_from": [{"run": "runs/c", "averaged_from": [{"run": "runs/b", "init_from": "runs/a"}]}]}, None),
 ])
 def test_recorded_lineage_tells_none_from_unknown(config, expected):
     assert lineage.recorded_lineage(config) == expected
@@ -41,13 +42,20 @@ def test_lineage_of_a_run_starts_with_the_run_and_marks_unrecorded_ancestors():
     assert legacy[1] == {"source": "runs/b", "split": None, "unrecorded_ancestors": True}
     assert lineage.merged(legacy[:1], legacy[:1], [{"source": "runs/c", "split": None}]) == [
         {"source": "runs/b", "split": SPLIT}, {"source": "runs/c", "split": None}]
+    # An entry with no split and the same source's unrecorded ancestors are two different things.
+    unknown = [{"source": "runs/b", "split": None}, {"source": "runs/b", "split": None, "unrecorded_ancestors": True}]
+    assert lineage.merged(unknown) == unknown
 
 
 def test_a_starting_point_from_the_same_images_split_another_way_is_refused():
-    with pytest.raises(ValueError, match="init_from 'runs/b' \\(through 'runs/a', which it started from\\) was trained "
+    with pytest.raises(ValueError, match="init_from 'runs/b' \\(through 'runs/a', which it inherits from\\) was trained "
                                          "on the same images split another way"):
         lineage.check_starting_point("runs/b", [{"source": "runs/b", "split": SPLIT},
                                                 {"source": "runs/a", "split": OTHER_SPLIT}], SPLIT)
+    # Validated on a folder of its own, it trained on all of this run's images, validation included.
+    all_of_ours = {**SPLIT, "validation": "val/ split folder", "train_size": 100, "val_size": 30}
+    with pytest.raises(ValueError, match="Stage 'runs/a' was trained on the same images"):
+        lineage.check_starting_point("runs/a", [{"source": "runs/a", "split": all_of_ours}], SPLIT, role="Stage")
     # The same split, another dataset (transfer learning) and models that record no data are allowed.
     for split in (SPLIT, OTHER_DATASET, None):
         lineage.check_starting_point("runs/a", [{"source": "runs/a", "split": split}], SPLIT)

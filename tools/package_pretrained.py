@@ -42,6 +42,12 @@ def main(argv=None) -> int:
     from fer_utils import data, evaluation, lineage, pretrained, runs
 
     run = runs.load_run(args.run_dir)
+    # model.json's lineage is what `train --teachers builtin` checks: it must name every ancestor's split.
+    inherited = lineage.lineage_of(args.run_dir, run)[1:]
+    unknown = [entry["source"] for entry in inherited if entry["split"] is None]
+    if unknown:
+        sys.exit(f"{args.run_dir} inherits from models whose training split is not recorded ({', '.join(unknown)}); "
+                 "the shipped model must record its whole lineage. Retrain those stages with this fer_utils.")
     hyper = run.config["hyperparameters"]
     out = pretrained.MODEL_DIR
     out.mkdir(exist_ok=True)
@@ -77,7 +83,7 @@ def main(argv=None) -> int:
         "val_metrics": run.val_metrics,
         "averaged_from": stages,
         # What went into the weights and the split each part trained on: `train --teachers builtin` checks it.
-        "lineage": _portable_lineage(lineage.lineage_of(args.run_dir, run)[1:], replaced),
+        "lineage": _portable_lineage(inherited, replaced),
     }
     (out / pretrained.DESCRIPTION_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
