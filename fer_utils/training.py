@@ -270,6 +270,7 @@ def train(data, config: TrainConfig, run_dir, progress=True, cache=True, overwri
         if run_state.get("complete") and runs.is_run_dir(run_dir):
             _say(plan.verbose, f"{run_dir} already holds a finished run; nothing to do (pass overwrite=True to retrain).")
             return run_dir
+        _check_same_inheritance(run_dir, run_state, inheritance)
         return _train_locked(training_data, plan, inheritance, run_dir, run_state, callbacks)
 
 
@@ -359,6 +360,31 @@ def _inheritance(config: TrainConfig, training_data: TrainingData) -> Inheritanc
     teachers = distillation.load_teachers(config.teachers, training_data) if config.teachers else []
     teacher_lineages = [lineage.lineage_of(source, teacher) for source, teacher in teachers]
     return Inheritance(start, teachers, lineage.merged(start_lineage, *teacher_lineages))
+
+
+def _check_same_inheritance(run_dir: Path, run_state: dict, inheritance: Inheritance) -> None:
+    """Record the start model's and teachers' weights in the run state; refuse to resume with others.
+
+    A run folder retrained in place between two attempts keeps its name and split, so only its
+    weights tell: resuming would mix epochs started from, or taught by, two different models.
+    """
+    current = {"init_from": _weights_fingerprint(inheritance.start.model) if inheritance.start else None,
+               "teachers": [_weights_fingerprint(teacher.model) for _, teacher in inheritance.teachers]}
+    stored = run_state.setdefault("inherited_weights", current)  # runs begun before this record adopt it
+    if stored != current:
+        changed = [name for name in current if stored.get(name) != current[name]]
+        raise ValueError(
+            f"'{run_dir}' was begun with other weights in {' and '.join(changed)} than those models hold now "
+            "(retrained in place since?): resuming would mix two starting points. Restore those models, or pass "
+            "--overwrite to start this run over."
+        )
+
+
+def _weights_fingerprint(model) -> str:
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return "weights-" + digest.hexdigest()[:16]
 
 
 def _build_model(plan: TrainingPlan, devices, start=None):

@@ -303,6 +303,18 @@ def test_init_from_starts_training_from_an_earlier_runs_weights(splits, referenc
                        progress=False)
     assert not (tmp_path / "leaky").exists()
 
+    # The start model retrained in place between two attempts: the run does not resume from it.
+    moving = tmp_path / "moving_start"
+    shutil.copytree(reference_run, moving)
+    config = _small_config(**{**REFERENCE_CONFIG, "epochs_end_to_end": 3}, init_from=str(moving))
+    with pytest.raises(KeyboardInterrupt):
+        training.train((train, val), config, tmp_path / "interrupted", progress=False, callbacks=[_interrupt_after(1)])
+    start = runs.load_run(moving)
+    start.model.set_weights([weight + 0.01 for weight in start.model.get_weights()])
+    runs.save_run(moving, start.model, start.config, history=start.history, val_metrics=start.val_metrics)
+    with pytest.raises(ValueError, match="other weights in init_from"):
+        training.train((train, val), config, tmp_path / "interrupted", progress=False)
+
     with pytest.raises(ValueError, match="do not match the model being trained"):
         training.train((train, val), _small_config(**REFERENCE_CONFIG, init_from=str(reference_run), head_units=16),
                        tmp_path / "other_head", progress=False)
