@@ -381,10 +381,7 @@ def _check_same_inheritance(run_dir: Path, run_state: dict, inheritance: Inherit
 
 
 def _weights_fingerprint(model) -> str:
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return "weights-" + digest.hexdigest()[:16]
+    return _hash_arrays("weights-", model.get_weights())
 
 
 def _build_model(plan: TrainingPlan, devices, start=None):
@@ -635,11 +632,15 @@ def _weights_provenance(weights, spec) -> dict:
 
 
 def _array_fingerprint(train, val) -> str:
+    return _hash_arrays("arrays-", [train.images, train.labels, val.images, val.labels])
+
+
+def _hash_arrays(prefix: str, arrays) -> str:
+    """`prefix` + a short SHA-256 of the arrays' bytes, in order."""
     digest = hashlib.sha256()
-    for split in (train, val):
-        digest.update(np.ascontiguousarray(split.images).tobytes())
-        digest.update(np.ascontiguousarray(split.labels).tobytes())
-    return "arrays-" + digest.hexdigest()[:16]
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return prefix + digest.hexdigest()[:16]
 
 
 def _verbosity(progress) -> int:

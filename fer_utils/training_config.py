@@ -157,8 +157,8 @@ class TrainConfig:
     )
     teachers: tuple[str, ...] | None = _option(
         "--teachers", "Distil: comma-separated run folders or builtin, validated on the same split (a bare "
-        ".keras file records no split and is refused); each training image's target blends its label with their mean flip-averaged probabilities "
-        "(default: labels only).", _prefix_list, default=None,
+        ".keras file records no split and is refused); each training image's target blends its label with "
+        "their mean flip-averaged probabilities (default: labels only).", _prefix_list, default=None,
     )
     teacher_weight: float = _option(
         "--teacher-weight", "Share of the teachers' probabilities in the targets with --teachers (default 0.5).",
@@ -175,8 +175,9 @@ class TrainConfig:
     patience: int = _option("--patience", "Early-stopping patience in epochs, 0 = off (default 5, 10 small_cnn).",
                             int, bounds=AT_LEAST_0, default=5)
     max_minutes: float | None = _option(
-        "--max-minutes", "Time budget of all epochs together (and of the teachers' predictions with --teachers): the learning-rate schedule follows steps or time, "
-        "whichever runs out first, so it still anneals, and training stops cleanly.", float, bounds=POSITIVE, default=None,
+        "--max-minutes", "Time budget of all epochs together (and of the teachers' predictions with --teachers): "
+        "the learning-rate schedule follows steps or time, whichever runs out first, so it still anneals, and "
+        "training stops cleanly.", float, bounds=POSITIVE, default=None,
     )
     seed: int = _option("--seed", "Seed of weights, shuffling, augmentation and the validation split (default 42).",
                         int, bounds=AT_LEAST_0, default=42)
