@@ -7,8 +7,9 @@ of them while costing one model at inference (stochastic weight averaging, Izmai
 architecture, same classes, the same validation split), writes the averaged model as a run folder
 and scores it on that validation split, which is where the mixing weights are to be chosen.
 BatchNorm's moving statistics are averaged like the other weights (no pass re-estimates them).
-The shipped model (`builtin`) can be one of the runs, e.g. to average it with a run that
-continued from it (`train --init-from builtin`); it is checked like the others.
+The shipped model (`builtin`) can be one of the runs when it is one network, e.g. to average it
+with a run that continued from it (`train --init-from builtin`); it is checked like the others.
+An ensemble of networks (what ships today) has no one set of weights to average, and is refused.
 
     python -m fer_utils average runs/stage1 runs/stage2 --mix 0.25 0.75 --data DATA --out runs/averaged
     python -m fer_utils average builtin runs/continued --data DATA --out runs/averaged
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils import lineage, loading, runs, training
+from fer_utils import lineage, loading, pretrained, runs, training
 
 
 def average_weights(weight_lists, mix=None) -> list[np.ndarray]:
@@ -82,6 +83,8 @@ def average_runs(run_dirs, data, out, mix=None, cache=True, progress: bool = Tru
     shares = normalised_mix(mix, len(run_dirs))
     if all(run_dir == loading.BUILTIN for run_dir in run_dirs):
         raise ValueError("Averaging the shipped model with itself changes nothing; pass at least one run folder.")
+    if loading.BUILTIN in run_dirs and pretrained.is_ensemble():
+        raise pretrained.single_network_error("a stage of a weight average")
     out = runs.check_run_folder(out)
     if runs.is_run_dir(out):
         raise runs.RunFolderError(f"'{out}' already holds a run; pass a new or empty folder as --out.")

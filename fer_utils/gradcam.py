@@ -2,7 +2,9 @@
 
 `gradcam_heatmaps(model, images)` works on models with the project's structure
 (`fer_utils.models.build_model`: ... -> "preprocess" -> "backbone" (nested model) -> head ->
-"predictions"); `default_gradcam_layer` picks the backbone's last convolution block. Keras is
+"predictions"); `default_gradcam_layer` picks the backbone's last convolution block. On an
+ensemble of such models whose probabilities are averaged (the shipped model, `fer_utils.pretrained`),
+a heatmap is the mean of its members' heatmaps for the ensemble's class. Keras is
 imported inside the functions; the gradient itself (TensorFlow's GradientTape) is computed by
 `fer_utils.backend.class_score_gradients`, the only TensorFlow-specific part.
 """
@@ -48,6 +50,17 @@ def _is_feature_map_layer(layer) -> bool:
         return False
 
 
+def _ensemble_members(model) -> list:
+    """The nested models of an ensemble (no "backbone" of its own, an Average of nested models with one); else []."""
+    import keras
+
+    names = [layer.name for layer in model.layers]
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if "backbone" in names or not model.layers or not isinstance(model.layers[-1], keras.layers.Average):
+        return []
+    return members if members and all("backbone" in [layer.name for layer in member.layers] for member in members) else []
+
+
 def _backbone_of(model):
     import keras
 
@@ -79,6 +92,13 @@ def gradcam_heatmaps(model, images, layer_name: str | None = None, class_index=N
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4:
         raise ValueError(f"images must be a batch of shape (N, height, width, channels); got {images.shape}.")
+    members = _ensemble_members(model)
+    if members:
+        if class_index is None:  # the ensemble's class, which a member may not predict itself
+            class_index = np.asarray(model.predict(images, batch_size=batch_size, verbose=0)).argmax(axis=-1)
+        mean = np.mean([gradcam_heatmaps(member, images, layer_name, class_index, batch_size) for member in members], axis=0)
+        peaks = mean.max(axis=(1, 2), keepdims=True)
+        return np.divide(mean, peaks, out=np.zeros_like(mean), where=peaks > 0)
     backbone = _backbone_of(model)
     layer_name = layer_name or default_gradcam_layer(model)
     try:

@@ -2,9 +2,15 @@
 
 The package holds it as two small files in `fer_utils/pretrained_model/`: `model.json` (how to build
 the network with `fer_utils.models.build_model`, its class order and measured figures) and
-`weights.npz` (the weights in float16, which halves the file; they are cast back to float32 on
-load). `MODEL_CARD.md` beside them says how it was trained and what it is (and is not) good for.
-`tools/package_pretrained.py` writes all three from a run folder.
+`weights.npz` (the weights, cast back to float32 on load). `MODEL_CARD.md` beside them says how it
+was trained and what it is (and is not) good for. `tools/package_pretrained.py` writes all three
+from run folders.
+
+The model may be one network (model.json's `build_arguments`) or an ensemble of several
+(`members`, each with its own `build_arguments`): one `keras.Model` whose output is the mean of
+its members' probabilities. In `weights.npz` each array is `arr_<i>`, in the order of the model's
+variables: float16, or int8 with a float32 `scale_<i>` per output channel (the last axis), which
+is how two networks fit the package's 4 MiB.
 
     import fer_utils
     model = fer_utils.load_pretrained()          # a keras.Model: raw 48x48 gray faces -> 7 probabilities
@@ -62,7 +68,7 @@ def load_run():
     config = {
         **info,
         "name": BUILTIN,
-        "img_size": info["build_arguments"]["img_size"],
+        "img_size": member_arguments(info)[0]["img_size"],
         "data": info.get("data", {}),
         "wall_time_s": {"total": 60.0 * float(info.get("training", {}).get("minutes", 0.0))},
     }
@@ -76,22 +82,63 @@ def load_run():
     )
 
 
+def member_arguments(info: dict) -> list[dict]:
+    """The `build_model` arguments of each network of the model model.json `info` describes."""
+    if "members" in info:
+        return [member["build_arguments"] for member in info["members"]]
+    return [info["build_arguments"]]
+
+
+def is_ensemble(info: dict | None = None) -> bool:
+    """Whether the shipped model (or the one `info` describes) averages several networks."""
+    return len(member_arguments(description() if info is None else info)) > 1
+
+
+def single_network_error(role: str) -> ValueError:
+    """The error for a job that needs one network (a warm restart, a weight average) given `builtin`."""
+    count = len(member_arguments(description()))
+    return ValueError(
+        f"The shipped model (builtin) is an ensemble of {count} networks whose probabilities are averaged, "
+        f"so it cannot be {role}: that needs one network's weights. Pass a run folder of your own instead; "
+        "builtin can still be a teacher (train --teachers builtin) or be evaluated and compared."
+    )
+
+
 def _build(info: dict):
+    import keras
+
     from fer_utils import models
     from fer_utils.augmentation import AugmentationConfig
 
-    arguments = dict(info["build_arguments"])
-    if isinstance(arguments.get("augmentation"), dict):
-        arguments["augmentation"] = AugmentationConfig(**arguments["augmentation"])
-    model = models.build_model(weights=None, class_names=tuple(info["class_names"]), **arguments)
+    networks = []
+    for arguments in member_arguments(info):
+        arguments = dict(arguments)
+        if isinstance(arguments.get("augmentation"), dict):
+            arguments["augmentation"] = AugmentationConfig(**arguments["augmentation"])
+        networks.append(models.build_model(weights=None, class_names=tuple(info["class_names"]), **arguments))
+    if len(networks) == 1:
+        model = networks[0]
+    else:
+        inputs = keras.Input(shape=networks[0].input_shape[1:], name="image")
+        # Each member renamed, so the ensemble's layer names are unique; their layers are shared, not copied.
+        outputs = [
+            keras.Model(network.input, network.output, name=f"member_{index + 1}")(inputs)
+            for index, network in enumerate(networks)
+        ]
+        model = keras.Model(inputs, keras.layers.Average(name="predictions")(outputs), name="builtin_ensemble")
     model.set_weights(read_weights(model_dir() / WEIGHTS_FILE, model))
     return model
 
 
 def read_weights(path: Path, model) -> list[np.ndarray]:
-    """The stored arrays, each cast to the dtype of the model variable it fills."""
+    """The stored arrays, each cast to the dtype of the model variable it fills (int8 ones rescaled)."""
     with np.load(path, allow_pickle=False) as stored:
-        arrays = [stored[f"arr_{index}"] for index in range(len(stored.files))]
+        count = sum(name.startswith("arr_") for name in stored.files)
+        arrays = [
+            stored[f"arr_{index}"].astype(np.float32) * stored[f"scale_{index}"]
+            if f"scale_{index}" in stored.files else stored[f"arr_{index}"]
+            for index in range(count)
+        ]
     variables = model.weights
     if len(arrays) != len(variables):
         raise ValueError(
@@ -101,7 +148,21 @@ def read_weights(path: Path, model) -> list[np.ndarray]:
     return [array.astype(variable.dtype) for array, variable in zip(arrays, variables)]
 
 
-def write_weights(path: Path, model) -> None:
-    """Save `model`'s weights with float32 arrays stored as float16 (other dtypes as they are)."""
-    arrays = [weight.astype(np.float16) if weight.dtype == np.float32 else weight for weight in model.get_weights()]
-    np.savez_compressed(path, *arrays)
+def write_weights(path: Path, model, int8: bool = False) -> None:
+    """Save `model`'s weights: float32 arrays as float16 (other dtypes as they are).
+
+    With `int8`, float32 kernels of 4,096 values or more are stored as int8 with one float32 scale per
+    output channel (symmetric, the channel's largest magnitude maps to 127); the rest stay float16.
+    """
+    stored = {}
+    for index, weight in enumerate(model.get_weights()):
+        if weight.dtype != np.float32:
+            stored[f"arr_{index}"] = weight
+        elif int8 and weight.ndim >= 2 and weight.size >= 4096:
+            peaks = np.abs(weight).max(axis=tuple(range(weight.ndim - 1)), keepdims=True)
+            scale = np.where(peaks > 0, peaks / 127.0, 1.0).astype(np.float32)
+            stored[f"arr_{index}"] = np.clip(np.round(weight / scale), -127, 127).astype(np.int8)
+            stored[f"scale_{index}"] = scale
+        else:
+            stored[f"arr_{index}"] = weight.astype(np.float16)
+    np.savez_compressed(path, **stored)

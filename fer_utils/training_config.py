@@ -100,7 +100,8 @@ class TrainConfig:
     )
     init_from: str | None = _option(
         "--init-from", "Start from the weights of an earlier model of the same architecture: a run folder, a "
-        ".keras file or builtin (a warm restart with a fresh schedule; default: the backbone's initial weights).",
+        ".keras file or builtin when the shipped model is one network (a warm restart with a fresh schedule; default: "
+        "the backbone's initial weights).",
         str, default=None,
     )
     img_size: int | None = _option(
@@ -316,6 +317,11 @@ def validate_config(config: TrainConfig) -> None:
                 f"Teacher '{teacher}' does not exist (--teachers). Pass run folders or 'builtin', "
                 "separated by commas."
             )
+    if config.init_from == "builtin":
+        from fer_utils import pretrained
+
+        if pretrained.is_ensemble():
+            raise pretrained.single_network_error("the start of a warm restart (--init-from)")
     if config.init_from is not None and config.init_from != "builtin" and not Path(config.init_from).expanduser().exists():
         raise FileNotFoundError(
             f"init_from '{config.init_from}' does not exist (--init-from). Pass a run folder, a .keras file or "
