@@ -84,8 +84,9 @@ def describe(run: runs.Run) -> str:
     """One line naming the model a prediction came from (the builtin one with its test accuracy)."""
     if run.config.get("name") == BUILTIN and "test_metrics" in run.config:
         accuracy = run.config["test_metrics"]["plain"]["accuracy"]
-        kind = "an ensemble of small_cnn networks" if "members" in run.config else "small_cnn"
-        return (f"the shipped model (builtin {kind} trained on FER2013: {accuracy:.1%} on PublicTest; "
+        members = run.config.get("members")
+        kind = f"an ensemble of {len(members)} small_cnn networks" if members else "a small_cnn"
+        return (f"the shipped model (builtin: {kind} trained on FER2013, {accuracy:.1%} on PublicTest; "
                 f"see fer_utils/pretrained_model/MODEL_CARD.md)")
     where = f" ({run.path})" if run.path is not None else ""
     return f"{run.name}{where}"
