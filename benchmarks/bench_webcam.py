@@ -9,10 +9,10 @@ One frame is in flight at a time, so the rate is the reciprocal of that round tr
 Measured per detector, after the first answer (the warm-up is not counted): `fps` is the answers
 per second over --frames answers, `page fps` what the widget shows (its last 10 round trips).
 The model is a random-init small_cnn (the classifier costs the same whatever its weights) unless
---model names a run folder or .keras file. The 1-minute load average is printed, since other
+--model names a run folder, a .keras file or `builtin` (the shipped model). The 1-minute load average is printed, since other
 processes may share the CPU.
 
-    python benchmarks/bench_webcam.py [--frames 30] [--detector auto haar] [--max-width 480]
+    python benchmarks/bench_webcam.py [--frames 30] [--detector auto haar] [--max-width 480] [--model builtin]
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main(argv=None) -> None:
     parser.add_argument("--frames", type=int, default=30, help="answers to time after the first one")
     parser.add_argument("--detector", nargs="+", default=["auto", "haar"], help="detectors to measure")
     parser.add_argument("--max-width", type=int, default=480, help="width the browser scales frames to")
-    parser.add_argument("--model", help="a run folder or .keras file (default: a random-init small_cnn)")
+    parser.add_argument("--model", help="a run folder, .keras file or builtin (default: a random-init small_cnn)")
     args = parser.parse_args(argv)
 
     from fer_utils import faces
