@@ -84,8 +84,8 @@ def describe(run: runs.Run) -> str:
     """One line naming the model a prediction came from (the builtin one with its test accuracy)."""
     if run.config.get("name") == BUILTIN and "test_metrics" in run.config:
         accuracy = run.config["test_metrics"]["plain"]["accuracy"]
-        members = run.config.get("members")
-        kind = f"an ensemble of {len(members)} small_cnn networks" if members else "a small_cnn"
+        members, backbone = run.config.get("members"), run.config.get("backbone", "CNN")
+        kind = f"an ensemble of {len(members)} {backbone} networks" if members else f"a {backbone}"
         return (f"the shipped model (builtin: {kind} trained on FER2013, {accuracy:.1%} on PublicTest; "
                 f"see fer_utils/pretrained_model/MODEL_CARD.md)")
     where = f" ({run.path})" if run.path is not None else ""

