@@ -502,24 +502,30 @@ def model_inputs(model, images, batch_size: int = 256):
     return predict(inputs_model, images, batch_size=batch_size)
 
 
-def predict(model, images, batch_size: int = 256) -> np.ndarray:
-    """`model`'s output for `images` (inference mode), computed batch by batch, as a numpy array.
+def predict(model, images, batch_size: int = 256, tta: bool = False) -> np.ndarray:
+    """`model`'s output for raw `images` (N, H, W, C), in inference mode, batch by batch, as float64.
+
+    The one predict function of the package. With `tta=True` (test-time augmentation) the result
+    is the mean of the outputs on the images and on their mirror images (faces are roughly
+    symmetric, so both are views of the same expression), computed in one pass.
 
     Keras models are called directly rather than through `model.predict`, which builds a `tf.data`
-    pipeline (TensorFlow logs a `NodeDef mentions attribute` error line for it on every call) and
-    traces a new graph function per model (scoring several models in a row triggers TensorFlow's
-    "tf.function retracing" warning, and the tracing is repeated work). Inference needs neither.
-    Anything else with a Keras-style `predict` (test doubles, wrappers) is asked through it.
+    pipeline and traces a new graph function per model (TensorFlow's "retracing" warning when
+    several models are scored in a row); inference needs neither. Anything else with a Keras-style
+    `predict` (wrappers, test doubles) is asked through it.
     """
     import keras
 
     images = np.asarray(images, dtype=np.float32)
-    if not isinstance(model, keras.Model):
-        return np.asarray(model.predict(images, batch_size=batch_size, verbose=0))
-    if len(images) == 0:
-        return np.asarray(model.predict(images, batch_size=batch_size, verbose=0))
+    if images.ndim != 4:
+        raise ValueError(f"images must be a batch of shape (N, height, width, channels); got {images.shape}.")
+    if tta:
+        both = predict(model, np.concatenate([images, images[:, :, ::-1, :]]), batch_size=batch_size)
+        return (both[: len(images)] + both[len(images):]) / 2.0
+    if not isinstance(model, keras.Model) or len(images) == 0:
+        return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float64)
     outputs = [
         keras.ops.convert_to_numpy(model(images[start : start + batch_size], training=False))
         for start in range(0, len(images), batch_size)
     ]
-    return np.concatenate(outputs)
+    return np.concatenate(outputs).astype(np.float64)
