@@ -1,17 +1,8 @@
-"""Scoring a model (or an ensemble) on a labelled split: predictions, TTA, and the result object.
+"""Scoring a model (or an ensemble) on a labelled split: `evaluate_model` and its `EvaluationResult`.
 
-- `predict_proba`: class probabilities of a model on raw images, with optional horizontal-flip
-  test-time augmentation (`flip_horizontal`).
-- `ensemble_proba`: the (weighted) average of several models' probabilities.
-- `evaluate_proba`, `evaluate_model`, `ensemble_result`, `evaluate_ensemble`: an
-  `EvaluationResult` with the headline metrics (`fer_utils.metrics`), bootstrap confidence
-  intervals (`fer_utils.stats`), per-class table, confusion matrices, speed and model size.
-
-Class names are matched by name: a model whose outputs are the data's classes in another order has
-its probability columns reordered; a model trained on other classes is a clear `ValueError`.
-Comparing several runs and writing the report is `fer_utils.report`; Grad-CAM is `fer_utils.gradcam`.
-
-Keras is imported inside the functions that need it (through `fer_utils.models` and `fer_utils.runs`).
+Predictions come from `fer_utils.models.predict` (flip TTA included), metrics from `fer_utils.metrics`,
+confidence intervals from `fer_utils.stats`. Class names are matched by name: a model whose outputs
+are the data's classes in another order has its columns reordered; other classes are a ValueError.
 """
 
 from __future__ import annotations
@@ -28,55 +19,6 @@ from fer_utils.metrics import _as_labels, _as_proba, align_class_names, compute_
 from fer_utils.stats import bootstrap_ci
 
 
-# =============================================================================================
-# Predictions from models
-# =============================================================================================
-def flip_horizontal(images) -> np.ndarray:
-    """Mirror a batch of images (N, H, W, C) left to right."""
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(f"images must be a batch of shape (N, height, width, channels); got {images.shape}.")
-    return images[:, :, ::-1, :]
-
-
-def predict_proba(model, images, batch_size: int = 256, tta: bool = False) -> np.ndarray:
-    """Class probabilities (N, K) of `model` (anything with a Keras-style `predict`) on raw images.
-
-    With `tta=True` (test-time augmentation) the result is the average of the probabilities of the
-    images and of their left-right mirror images; faces are roughly symmetric, so both are valid
-    views of the same expression.
-    """
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 4:
-        raise ValueError(f"images must be a batch of shape (N, height, width, channels); got {images.shape}.")
-    from fer_utils import models
-
-    if not tta:
-        return np.asarray(models.predict(model, images, batch_size=batch_size), dtype=np.float64)
-    # The faces and their mirror images in one pass: one inference loop, not two.
-    both = np.asarray(models.predict(model, np.concatenate([images, flip_horizontal(images)]), batch_size=batch_size), dtype=np.float64)
-    return (both[: len(images)] + both[len(images):]) / 2.0
-
-
-def ensemble_proba(probabilities: Sequence, weights: Sequence[float] | None = None) -> np.ndarray:
-    """Average several models' probability matrices (all (N, K), same image and class order)."""
-    arrays = [np.asarray(proba, dtype=np.float64) for proba in probabilities]
-    if not arrays:
-        raise ValueError("ensemble_proba needs at least one probability matrix.")
-    shapes = {array.shape for array in arrays}
-    if len(shapes) != 1:
-        raise ValueError(f"All probability matrices must have the same shape to be averaged; got {sorted(shapes)}.")
-    if weights is None:
-        return np.mean(arrays, axis=0)
-    weights = np.asarray(weights, dtype=np.float64)
-    if weights.shape != (len(arrays),) or np.any(weights < 0) or weights.sum() <= 0:
-        raise ValueError(f"weights must be {len(arrays)} non-negative numbers with a positive sum; got {weights}.")
-    return np.tensordot(weights / weights.sum(), np.stack(arrays), axes=1)
-
-
-# =============================================================================================
-# Evaluation results
-# =============================================================================================
 @dataclasses.dataclass
 class EvaluationResult:
     """Everything measured about one model (or ensemble) on one labelled split."""
@@ -127,38 +69,27 @@ class EvaluationResult:
         return summary
 
 
-def evaluate_proba(
-    y_true,
-    proba,
-    class_names: Sequence[str],
-    name: str = "model",
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    **extra,
-) -> EvaluationResult:
-    """Evaluate a probability matrix against labels (both in `class_names` order).
+def evaluate_proba(y_true, proba, class_names: Sequence[str], name: str = "model", n_boot: int = 1000,
+                   seed: int = 0, **extra) -> EvaluationResult:
+    """Score a probability matrix against labels (both in `class_names` order).
 
-    `extra` fills the optional fields of EvaluationResult (images_per_second, tta, n_params,
-    training_time_s, members). With `n_boot=0` no confidence intervals are computed.
+    `extra` fills EvaluationResult's optional fields (images_per_second, tta, n_params,
+    training_time_s, members). `n_boot=0` computes no confidence intervals.
     """
     labels = _as_labels(y_true)
     proba = _as_proba(proba, labels.shape[0])
     class_names = tuple(str(name_) for name_ in class_names)
-    metrics = compute_metrics(labels, proba, class_names)
     predictions = proba.argmax(axis=1)
     intervals = {}
     if n_boot and labels.size:
-        for metric in ("accuracy", "macro_f1"):
-            intervals[metric] = bootstrap_ci(
-                labels, predictions, metric, n_boot=n_boot, seed=seed, level=level, num_classes=len(class_names)
-            )
+        intervals = {metric: bootstrap_ci(labels, predictions, metric, n_boot=n_boot, seed=seed,
+                                          num_classes=len(class_names)) for metric in ("accuracy", "macro_f1")}
     return EvaluationResult(
         name=str(name),
         class_names=class_names,
         y_true=labels,
         proba=proba,
-        metrics=metrics,
+        metrics=compute_metrics(labels, proba, class_names),
         per_class=per_class_table(labels, predictions, class_names),
         confusion=confusion(labels, predictions, len(class_names)),
         confusion_normalized=confusion(labels, predictions, len(class_names), normalize="true"),
@@ -167,102 +98,47 @@ def evaluate_proba(
     )
 
 
-def split_arrays(split) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """(images, labels, class_names) of a data.Split or any object with those attributes."""
-    try:
-        images, labels, class_names = split.images, split.labels, split.class_names
-    except AttributeError as error:
-        raise ValueError(
-            "split must be a fer_utils.data.Split (images, labels, class_names); "
-            f"got {type(split).__name__}. Load one with fer_utils.data.load_labelled(path)."
-        ) from error
-    return np.asarray(images), _as_labels(labels, name="split.labels"), tuple(str(name) for name in class_names)
+def evaluate_model(source, split, tta: bool = False, batch_size: int = 256, n_boot: int = 1000, seed: int = 0,
+                   name: str | None = None) -> EvaluationResult:
+    """Evaluate a model on a labelled split (a `fer_utils.data.Split`).
 
-
-def training_time_seconds(config: Mapping) -> float | None:
-    """Total training wall time from a run's config: `wall_time_s` as a number or a per-phase dict."""
-    wall_time = config.get("wall_time_s")
-    if isinstance(wall_time, (int, float)) and not isinstance(wall_time, bool):
-        return float(wall_time)
-    if isinstance(wall_time, Mapping):
-        if isinstance(wall_time.get("total"), (int, float)):
-            return float(wall_time["total"])
-        seconds = [float(value) for value in wall_time.values() if isinstance(value, (int, float))]
-        return float(sum(seconds)) if seconds else None
-    return None
-
-
-def _parameter_count(config: Mapping, model) -> int | None:
-    """The model's weight count: the run's recorded `n_params`, else trainable + frozen weights of the model."""
-    if isinstance(config.get("n_params"), (int, float)):
-        return int(config["n_params"])
-    if not (hasattr(model, "trainable_weights") and hasattr(model, "non_trainable_weights")):
-        return None  # a stand-in with only a `predict` method
-    from fer_utils import models
-
-    return sum(models.trainable_summary(model).values())
-
-
-def evaluate_model(
-    model_or_run,
-    split,
-    tta: bool = False,
-    batch_size: int = 256,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    class_names: Sequence[str] | None = None,
-    name: str | None = None,
-) -> EvaluationResult:
-    """Evaluate a Keras model, a `.keras` file or a run folder on a labelled split.
-
-    `split` is a fer_utils.data.Split. The model's class names (from the run folder, or
-    `class_names` for a bare model) are matched by name with the split's: the probability columns
-    are reordered to the split's order, and different class sets raise a ValueError.
-    Inference speed is the number of split images classified per second (after one warm-up batch;
-    with TTA each image is classified twice, which roughly halves it).
+    `source` is anything `fer_utils.loading.load_model` takes (a Run, a run folder, a .keras file,
+    "builtin", a Keras model). The model's class names are matched with the split's by name; `name`
+    overrides the display name. Speed is images classified per second after one warm-up batch (TTA
+    classifies each image twice).
     """
-    images, labels, data_class_names = split_arrays(split)
+    from fer_utils import models
     from fer_utils.loading import load_model
 
-    loaded = load_model(model_or_run, class_names, name)
-    model, model_class_names, display_name, config = loaded.model, loaded.class_names, loaded.name, loaded.config
+    run = load_model(source, name=name)
+    images, labels = np.asarray(split.images), _as_labels(split.labels, "split.labels")
+    data_class_names = tuple(str(class_name) for class_name in split.class_names)
     if len(labels) == 0:
         raise ValueError(f"The split {getattr(split, 'source', '')!s} holds no images; nothing to evaluate.")
     # Check the class names before spending time on predictions.
-    align_class_names(np.zeros((0, len(model_class_names))), model_class_names, data_class_names)
-
-    # One warm-up batch builds and compiles the predict function, so the timing measures inference.
-    predict_proba(model, images[: min(batch_size, len(images))], batch_size=batch_size)
+    align_class_names(np.zeros((0, len(run.class_names))), run.class_names, data_class_names)
+    # One warm-up batch builds the predict function, so the timing measures inference.
+    models.predict(run.model, images[:batch_size], batch_size=batch_size)
     start = time.perf_counter()
-    proba = predict_proba(model, images, batch_size=batch_size, tta=tta)
+    proba = models.predict(run.model, images, batch_size=batch_size, tta=tta)
     elapsed = time.perf_counter() - start
-    proba = align_class_names(proba, model_class_names, data_class_names)
     return evaluate_proba(
-        labels,
-        proba,
-        data_class_names,
-        name=display_name,
-        n_boot=n_boot,
-        seed=seed,
-        level=level,
+        labels, align_class_names(proba, run.class_names, data_class_names), data_class_names,
+        name=run.name, n_boot=n_boot, seed=seed, tta=tta,
         images_per_second=len(images) / elapsed if elapsed > 0 else None,
-        tta=tta,
-        n_params=_parameter_count(config, model),
-        training_time_s=training_time_seconds(config),
+        n_params=_parameter_count(run.config, run.model),
+        training_time_s=_training_time(run.config),
     )
 
 
-def ensemble_result(
-    results: Sequence[EvaluationResult], name: str = "ensemble", n_boot: int = 1000, seed: int = 0, level: float = 0.95
-) -> EvaluationResult:
-    """Evaluate the average of several results' probabilities, like a single model.
+def ensemble_result(results: Sequence[EvaluationResult], name: str = "ensemble", n_boot: int = 1000,
+                    seed: int = 0) -> EvaluationResult:
+    """Score the mean of several results' probabilities (all on the same split) like one model.
 
-    All results must come from the same split (same labels and class order). The ensemble's
-    parameter count and training time are the sums of its members'; its speed is the combined
-    throughput of running every member one after the other.
+    Its parameter count and training time are its members' sums; its speed is that of running every
+    member one after the other.
     """
-    if len(results) < 1:
+    if not results:
         raise ValueError("An ensemble needs at least one evaluated model.")
     first = results[0]
     for result in results[1:]:
@@ -271,32 +147,34 @@ def ensemble_result(
                 f"'{result.name}' and '{first.name}' were evaluated on different data (labels or class order "
                 "differ); an ensemble needs every member evaluated on the same split."
             )
+
+    def total(values):
+        return sum(values) if all(value is not None for value in values) else None
+
     speeds = [result.images_per_second for result in results]
-    combined_speed = 1.0 / sum(1.0 / speed for speed in speeds) if all(speed for speed in speeds) else None
-    params = [result.n_params for result in results]
-    times = [result.training_time_s for result in results]
     return evaluate_proba(
-        first.y_true,
-        ensemble_proba([result.proba for result in results]),
-        first.class_names,
-        name=name,
-        n_boot=n_boot,
-        seed=seed,
-        level=level,
-        images_per_second=combined_speed,
-        tta=all(result.tta for result in results),
-        n_params=sum(params) if all(value is not None for value in params) else None,
-        training_time_s=sum(times) if all(value is not None for value in times) else None,
+        first.y_true, np.mean([result.proba for result in results], axis=0), first.class_names, name=name,
+        n_boot=n_boot, seed=seed, tta=all(result.tta for result in results),
+        images_per_second=1.0 / sum(1.0 / speed for speed in speeds) if all(speeds) else None,
+        n_params=total([result.n_params for result in results]),
+        training_time_s=total([result.training_time_s for result in results]),
         members=tuple(result.name for result in results),
     )
 
 
-def evaluate_ensemble(
-    models_or_runs: Sequence, split, name: str = "ensemble", tta: bool = False, batch_size: int = 256,
-    n_boot: int = 1000, seed: int = 0,
-) -> EvaluationResult:
-    """Evaluate the probability average of several models / run folders on a split."""
-    members = [
-        evaluate_model(model, split, tta=tta, batch_size=batch_size, n_boot=0, seed=seed) for model in models_or_runs
-    ]
-    return ensemble_result(members, name=name, n_boot=n_boot, seed=seed)
+def _training_time(config: Mapping) -> float | None:
+    """Training wall time from config.json's `wall_time_s`: seconds, or {phase: seconds} (with an optional total)."""
+    wall_time = config.get("wall_time_s")
+    if isinstance(wall_time, Mapping):
+        numbers = [value for value in wall_time.values() if isinstance(value, (int, float))]
+        wall_time = wall_time.get("total", sum(numbers) if numbers else None)
+    return float(wall_time) if isinstance(wall_time, (int, float)) and not isinstance(wall_time, bool) else None
+
+
+def _parameter_count(config: Mapping, model) -> int | None:
+    """The run's recorded `n_params`, else the model's weight count (None for a stand-in without weights)."""
+    if isinstance(config.get("n_params"), (int, float)):
+        return int(config["n_params"])
+    if not hasattr(model, "count_params"):
+        return None
+    return int(model.count_params())

@@ -1,64 +1,54 @@
 """Grad-CAM heatmaps: where in a face the model found the evidence for a class.
 
-`gradcam_heatmaps(model, images)` works on models with the project's structure
-(`fer_utils.models.build_model`: ... -> "preprocess" -> "backbone" (nested model) -> head ->
-"predictions"); `default_gradcam_layer` picks the backbone's last convolution block. On an
-ensemble of such models whose probabilities are averaged (the shipped model, `fer_utils.pretrained`),
-a heatmap is the mean of its members' heatmaps for the ensemble's class. Keras is
-imported inside the functions; the gradient itself (TensorFlow's GradientTape) is computed by
-`fer_utils.backend.class_score_gradients`, the only TensorFlow-specific part.
+Works on models with the project's structure (`fer_utils.models.build_model`: ... -> "preprocess" ->
+"backbone" (a nested model) -> head -> "predictions"), and on an ensemble of such models whose
+probabilities are averaged (the shipped model): its heatmap is the mean of its members' for the
+ensemble's class. The gradient itself is `fer_utils.backend.class_score_gradients`.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 
 
 def default_gradcam_layer(model) -> str:
-    """The default Grad-CAM layer: the last layer of the nested "backbone" with a 4-D output.
+    """The last layer of the nested "backbone" with a 4-D output, passing over pooling and 1x1 maps.
 
-    Pooling layers are passed over (VGG16 and small_cnn's stages end with one): pooling halves
-    the resolution and adds no new evidence, and at 48 px VGG16's last pooled map is a single
-    pixel. So are maps of a single pixel (small_cnn's last convolution), which cannot say where
-    anything is. So this is the last convolution block's output (e.g. VGG16 "block5_conv3",
-    ResNet50 "conv5_block3_out", EfficientNetB0 "top_activation", small_cnn "stage4_conv2_relu").
+    Pooling halves the resolution and adds no evidence (at 48 px VGG16's last pooled map is one pixel),
+    and a one-pixel map cannot say where anything is. So this is the last convolution block's output
+    (VGG16 "block5_conv3", ResNet50 "conv5_block3_out", small_cnn "stage4_conv2_relu").
     """
     import keras
 
-    pooling = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
     backbone = _backbone_of(model)
     candidates = [layer for layer in backbone.layers if _is_feature_map_layer(layer)]
     if not candidates:
         raise ValueError(f"The backbone '{backbone.name}' has no layer with a 4-D output to compute Grad-CAM on.")
-    preferred = [
-        layer for layer in candidates
-        if not isinstance(layer, pooling) and tuple(layer.output.shape[1:3]) != (1, 1)
-    ]
+    pooling = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
+    preferred = [layer for layer in candidates
+                 if not isinstance(layer, pooling) and tuple(layer.output.shape[1:3]) != (1, 1)]
     return (preferred or candidates)[-1].name
 
 
 def _is_feature_map_layer(layer) -> bool:
     import keras
 
-    if isinstance(layer, keras.layers.InputLayer):
-        return False
     try:
-        return len(layer.output.shape) == 4
+        return not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4
     except (AttributeError, ValueError):
         return False
 
 
 def _ensemble_members(model) -> list:
-    """The nested models of an ensemble (no "backbone" of its own, an Average of nested models with one); else []."""
+    """The nested models an ensemble averages (each with a "backbone"), or [] for a single model."""
     import keras
 
-    names = [layer.name for layer in model.layers]
-    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if "backbone" in names or not model.layers or not isinstance(model.layers[-1], keras.layers.Average):
+    if not model.layers or not isinstance(model.layers[-1], keras.layers.Average):
         return []
-    return members if members and all("backbone" in [layer.name for layer in member.layers] for member in members) else []
+    if any(layer.name == "backbone" for layer in model.layers):
+        return []
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return members if members and all(any(inner.name == "backbone" for inner in member.layers) for member in members) else []
 
 
 def _backbone_of(model):
@@ -79,11 +69,10 @@ def _backbone_of(model):
 def gradcam_heatmaps(model, images, layer_name: str | None = None, class_index=None, batch_size: int = 32) -> np.ndarray:
     """Grad-CAM heatmaps (N, H, W) in [0, 1], one per image, at the images' own size.
 
-    For the chosen feature-map layer of the nested backbone (default: `default_gradcam_layer`), the
-    gradient of the class score (the pre-softmax logit of `class_index`, default the predicted
-    class; an int or one index per image) with respect to the feature map is averaged over space
-    to weight each channel; the weighted sum of channels, passed through ReLU, is upsampled to
-    the image size and divided by its maximum. A heatmap with no positive evidence is all zeros.
+    For a feature-map layer of the backbone (default `default_gradcam_layer`), the gradient of the
+    class score (the logit of `class_index`: an int, one per image, or by default the predicted class)
+    is averaged over space to weight each channel; the ReLU of the weighted channel sum is resized to
+    the image and divided by its maximum (all zeros where there is no positive evidence).
     """
     import keras
 
@@ -95,86 +84,69 @@ def gradcam_heatmaps(model, images, layer_name: str | None = None, class_index=N
     members = _ensemble_members(model)
     if members:
         if class_index is None:  # the ensemble's class, which a member may not predict itself
-            class_index = np.asarray(model.predict(images, batch_size=batch_size, verbose=0)).argmax(axis=-1)
+            from fer_utils.models import predict
+
+            class_index = predict(model, images, batch_size=batch_size).argmax(axis=-1)
         mean = np.mean([gradcam_heatmaps(member, images, layer_name, class_index, batch_size) for member in members], axis=0)
-        peaks = mean.max(axis=(1, 2), keepdims=True)
-        return np.divide(mean, peaks, out=np.zeros_like(mean), where=peaks > 0)
+        return _normalised(mean)
     backbone = _backbone_of(model)
     layer_name = layer_name or default_gradcam_layer(model)
-    try:
-        target = backbone.get_layer(layer_name)
-    except ValueError as error:
-        choices = [layer.name for layer in backbone.layers if _is_feature_map_layer(layer)]
-        raise ValueError(
-            f"The backbone '{backbone.name}' has no layer '{layer_name}'. Layers with 4-D outputs: {choices}."
-        ) from error
-    if not _is_feature_map_layer(target):
-        raise ValueError(f"Layer '{layer_name}' does not output a 4-D feature map; Grad-CAM needs one.")
-
-    backbone_input_model, after = _models_around_backbone(model)
-    feature_model = keras.Model(backbone.inputs, [target.output, backbone.output])
+    choices = [layer.name for layer in backbone.layers if _is_feature_map_layer(layer)]
+    if layer_name not in choices:
+        raise ValueError(f"The backbone '{backbone.name}' has no feature-map layer '{layer_name}'. "
+                         f"Layers with 4-D outputs: {choices}.")
+    feature_model = keras.Model(backbone.inputs, [backbone.get_layer(layer_name).output, backbone.output])
+    to_backbone, head = _models_around_backbone(model)
 
     def class_scores(features):
-        # The head after the backbone; dropout is skipped (identity at inference) and the final
-        # softmax layer's logits are used, as in the Grad-CAM paper (softmax saturates gradients).
-        for layer in after:
-            if isinstance(layer, keras.layers.Dropout):
-                continue
-            if layer is after[-1] and _is_softmax_dense(layer):
+        # Dropout is the identity at inference, and the final softmax's logits are used, as in the
+        # Grad-CAM paper: softmax saturates gradients.
+        for layer in head:
+            if layer is head[-1] and isinstance(layer, keras.layers.Dense) and \
+                    getattr(layer.activation, "__name__", "") == "softmax":
                 features = keras.ops.matmul(keras.ops.cast(features, layer.kernel.dtype), layer.kernel)
-                if layer.bias is not None:
-                    features = features + layer.bias
-            else:
+                features = features + layer.bias if layer.bias is not None else features
+            elif not isinstance(layer, keras.layers.Dropout):
                 features = layer(features, training=False)
         return features
 
-    num_images = images.shape[0]
-    class_indices = None
+    classes = None
     if class_index is not None:
-        class_indices = np.broadcast_to(np.asarray(class_index, dtype=np.int64), (num_images,))
+        classes = np.broadcast_to(np.asarray(class_index, dtype=np.int64), (len(images),))
         num_classes = int(model.output_shape[-1])
-        if class_indices.min() < 0 or class_indices.max() >= num_classes:
+        if classes.min() < 0 or classes.max() >= num_classes:
             raise ValueError(f"class_index must lie in 0..{num_classes - 1}; got {class_index}.")
     heatmaps = np.zeros(images.shape[:3], dtype=np.float32)
-    for start in range(0, num_images, batch_size):
-        batch = backbone_input_model(keras.ops.convert_to_tensor(images[start : start + batch_size]), training=False)
-        batch_classes = None if class_indices is None else class_indices[start : start + batch_size]
+    for start in range(0, len(images), batch_size):
+        batch = to_backbone(keras.ops.convert_to_tensor(images[start : start + batch_size]), training=False)
+        batch_classes = None if classes is None else classes[start : start + batch_size]
         feature_maps, gradients, _ = backend.class_score_gradients(feature_model, class_scores, batch, batch_classes)
         # One weight per channel: the spatial mean of the gradient (the paper's global-average pooling).
-        channel_weights = gradients.mean(axis=(1, 2), keepdims=True)
-        cams = np.maximum((feature_maps * channel_weights).sum(axis=-1), 0.0)
+        cams = np.maximum((feature_maps * gradients.mean(axis=(1, 2), keepdims=True)).sum(axis=-1), 0.0)
         resized = keras.ops.image.resize(cams[..., None], images.shape[1:3], interpolation="bilinear")
-        resized = np.maximum(keras.ops.convert_to_numpy(resized)[..., 0], 0.0)
-        peaks = resized.max(axis=(1, 2), keepdims=True)
-        heatmaps[start : start + batch_size] = np.divide(resized, peaks, out=np.zeros_like(resized), where=peaks > 0)
+        heatmaps[start : start + batch_size] = _normalised(np.maximum(keras.ops.convert_to_numpy(resized)[..., 0], 0.0))
     return np.clip(heatmaps, 0.0, 1.0)
 
 
-def _is_softmax_dense(layer) -> bool:
-    import keras
-
-    activation = getattr(layer, "activation", None)
-    return isinstance(layer, keras.layers.Dense) and getattr(activation, "__name__", "") == "softmax"
+def _normalised(maps: np.ndarray) -> np.ndarray:
+    peaks = maps.max(axis=(1, 2), keepdims=True)
+    return np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0)
 
 
-def _models_around_backbone(model) -> tuple[Any, list]:
+def _models_around_backbone(model):
     """(a model from the raw pixels to the backbone's input, the head layers after the backbone).
 
-    The input part is cut from the model's own graph at the output of the layer just before
-    "backbone" (the contract's "preprocess"), so any built-in layers before it, including ones
-    with several inputs such as a Concatenate, are reproduced exactly.
+    The input part is cut from the model's own graph at the layer just before "backbone" (the
+    contract's "preprocess"), so any layers before it, even with several inputs, are reproduced exactly.
     """
     import keras
 
-    names = [layer.name for layer in model.layers]
-    position = names.index("backbone")
+    position = [layer.name for layer in model.layers].index("backbone")
     before = model.layers[position - 1] if position > 0 else None
     if before is None or isinstance(before, (keras.layers.InputLayer, keras.Model)):
-        raise ValueError(
-            f"Model '{model.name}' needs a plain layer (the contract's 'preprocess') right before 'backbone' "
-            "for Grad-CAM to find the backbone's input."
-        )
-    after = list(model.layers[position + 1 :])
-    if not after:
+        raise ValueError(f"Model '{model.name}' needs a plain layer (the contract's 'preprocess') right before "
+                         "'backbone' for Grad-CAM to find the backbone's input.")
+    head = list(model.layers[position + 1 :])
+    if not head:
         raise ValueError(f"Model '{model.name}' has no layers after 'backbone'; expected the classification head.")
-    return keras.Model(model.inputs, before.output), after
+    return keras.Model(model.inputs, before.output), head

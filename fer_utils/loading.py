@@ -1,9 +1,9 @@
 """The one way to get a model to evaluate or predict with: `load_model`.
 
-Evaluation, face prediction, export, the webcam view and the command line all call it, whatever
-they were handed: a Keras model, a `fer_utils.runs.Run`, a run folder, a `.keras` file, or the name
-"builtin" for the model that ships with the package (`fer_utils.pretrained`). `default_model`
-picks what notebook 06 uses when the reader names none.
+Evaluation, face prediction, export, the webcam view and the command line all call it, whatever they
+were handed: a Keras model, a `fer_utils.runs.Run`, a run folder, a `.keras` file, or "builtin" (the
+model that ships with the package, `fer_utils.pretrained`). `default_model` picks what notebook 06
+uses when the reader names none; `describe` names a loaded model in one line.
 """
 
 from __future__ import annotations
@@ -17,62 +17,90 @@ from fer_utils import CLASS_NAMES, pretrained, runs
 BUILTIN = pretrained.BUILTIN
 
 
-def load_model(source, class_names=None, name: str | None = None, compile: bool = False) -> runs.Run:
-    """Load `source` and say what it is: a `Run` with the model, class names, display name, config.
+def load_model(source, class_names=None, name: str | None = None) -> runs.Run:
+    """Load `source` and return a `runs.Run`: model, class names, config, history, validation metrics.
 
-    `source` is a Keras model, a `Run`, a run folder, a `.keras` file or "builtin". `class_names`
-    (in the model's output order) overrides the stored ones; without them an in-memory model must
-    have one output per FER2013 class. `name` overrides the display name. The Run's `path` is None
-    for an in-memory or the builtin model.
+    `source` is a Keras model, a `Run`, a run folder, a `.keras` file or "builtin". `class_names` (in
+    the model's output order) overrides the stored ones; an in-memory model without them must have one
+    output per FER2013 class. `name` overrides the display name. A missing or damaged file raises
+    FileNotFoundError / ValueError naming it.
     """
     if isinstance(source, str) and source == BUILTIN:
-        source = pretrained.load_run()
+        run = pretrained.load_run()
     elif isinstance(source, (str, os.PathLike)):
-        source = runs.load_run(source, compile=compile)
-    if isinstance(source, runs.Run):
+        run = _load_path(Path(source))
+    elif isinstance(source, runs.Run):
         run = source
+    elif hasattr(source, "predict"):
+        run = runs.Run(path=None, model=source, config={}, history=None, class_names=tuple(CLASS_NAMES), val_metrics={})
+        if class_names is None:
+            _check_outputs(run.model, CLASS_NAMES, "The model", "pass class_names (in output order) to use it.")
     else:
-        run = _in_memory_run(source, class_names)
+        raise ValueError(
+            f"Expected a Keras model, a run folder, a .keras path or '{BUILTIN}'; got {type(source).__name__}."
+        )
     if class_names is not None:
-        run = dataclasses.replace(run, class_names=_checked_class_names(run.model, class_names))
+        class_names = tuple(class_names)
+        _check_outputs(run.model, class_names, "The model", "pass the class names in the model's output order.")
+        run = dataclasses.replace(run, class_names=class_names)
     if name:
         run = dataclasses.replace(run, config={**run.config, "name": str(name)})
     return run
 
 
-def _in_memory_run(model, class_names) -> runs.Run:
-    if not hasattr(model, "predict"):
-        raise ValueError(
-            f"Expected a Keras model, a run folder, a .keras path or '{BUILTIN}'; got {type(model).__name__}."
+def _load_path(path: Path) -> runs.Run:
+    """A run folder, or a bare `.keras` file (class names from a class_names.json beside it, else FER2013's)."""
+    import keras
+
+    if not path.exists():
+        raise FileNotFoundError(
+            f"No run folder or model file at '{path}'. Pass a folder written by training (it holds "
+            f"{runs.MODEL_FILE}), a .keras file, or '{BUILTIN}'."
         )
-    outputs = int(model.output_shape[-1])
-    if class_names is None and outputs != len(CLASS_NAMES):
-        raise ValueError(f"The model has {outputs} outputs; pass class_names (in output order) to use it.")
-    return runs.Run(path=None, model=model, config={}, history=None, class_names=tuple(CLASS_NAMES), val_metrics={})
+    run_dir, model_path = (path, path / runs.MODEL_FILE) if path.is_dir() else (path.parent, path)
+    if path.is_dir() and not model_path.is_file():
+        raise FileNotFoundError(
+            f"'{path}' is a folder but holds no {runs.MODEL_FILE}; it is not a finished run folder. "
+            "Train one (notebooks 03/04 or `python -m fer_utils train --out DIR`)."
+        )
+    if model_path.suffix != ".keras":
+        raise ValueError(f"'{path}' is not a .keras model file or a run folder.")
+    # Every file is read (and checked) before the model, the slowest part.
+    config, val_metrics, history = runs.read_config(run_dir), runs.read_val_metrics(run_dir), runs.load_history(run_dir)
+    class_names = runs.read_class_names(run_dir) or config.get("class_names")
+    try:
+        # safe_mode stays on (the default): only built-in, registered layers are deserialized.
+        model = keras.models.load_model(model_path, compile=False)
+    except Exception as error:  # Keras raises many types (OSError, ValueError, TypeError, zip errors).
+        raise ValueError(
+            f"'{model_path}' is not a readable Keras model ({type(error).__name__}: {runs.first_line(error)}). "
+            "Re-run training to write it again, or point --model to another run."
+        ) from None
+    fix = f"Write the class names, in output order, to {run_dir / runs.CLASS_NAMES_FILE}."
+    if class_names is None:
+        _check_outputs(model, CLASS_NAMES, f"'{model_path}' (with no {runs.CLASS_NAMES_FILE} beside it)", fix)
+    else:
+        _check_outputs(model, class_names, f"'{model_path}'", fix)
+    return runs.Run(path=run_dir, model=model, config=config, history=history,
+                    class_names=tuple(class_names or CLASS_NAMES), val_metrics=val_metrics)
 
 
-def _checked_class_names(model, class_names) -> tuple[str, ...]:
-    class_names = tuple(class_names)
+def _check_outputs(model, class_names, what: str, fix: str) -> None:
     outputs = int(model.output_shape[-1])
     if outputs != len(class_names):
-        raise ValueError(
-            f"The model has {outputs} outputs but {len(class_names)} class names were given "
-            f"({list(class_names)}); pass the class names in the model's output order."
-        )
-    return class_names
+        raise ValueError(f"{what} has {outputs} outputs but {len(class_names)} classes are named "
+                         f"({list(class_names)}); {fix}")
 
 
 def default_model(runs_dir) -> str | Path:
     """The reader's best run in `runs_dir` trained on real data, else "builtin".
 
     Runs trained on the drawn demo faces (config.json `data.source` "demo") are skipped: on a real
-    photo their guesses are close to arbitrary, and the shipped model was trained on FER2013.
+    photo their guesses are close to arbitrary.
     """
-    runs_dir = Path(runs_dir)
     candidates = []
-    for run_dir in runs.find_runs(runs_dir) if runs_dir.is_dir() else []:
-        config = runs.read_config(run_dir)
-        if runs.data_provenance(config).get("source") == "demo":
+    for run_dir in runs.find_runs(runs_dir):
+        if runs.data_provenance(runs.read_config(run_dir)).get("source") == "demo":
             continue
         accuracy = runs.read_val_metrics(run_dir).get("accuracy")
         if accuracy is not None:
@@ -88,5 +116,4 @@ def describe(run: runs.Run) -> str:
         kind = f"an ensemble of {len(members)} {backbone} networks" if members else f"a {backbone}"
         return (f"the shipped model (builtin: {kind} trained on FER2013, {accuracy:.1%} on PublicTest; "
                 f"see fer_utils/pretrained_model/MODEL_CARD.md)")
-    where = f" ({run.path})" if run.path is not None else ""
-    return f"{run.name}{where}"
+    return f"{run.name}" + (f" ({run.path})" if run.path is not None else "")

@@ -1,17 +1,10 @@
 """Statistics over test images: bootstrap confidence intervals, McNemar's test, Holm, chance level.
 
-- `bootstrap_ci`: a seeded percentile bootstrap interval of a metric over test images.
-- `mcnemar_exact`: do two models have the same error rate on the same images?
-- `holm_adjust`: Holm-Bonferroni adjusted p-values for testing several pairs at once.
-- `chance_test`: do predictions beat the chance level their own class frequencies give?
-
-Pure numpy (and scipy for the binomial tests, imported inside the functions that need it); the
-input checks and confusion-matrix scores come from `fer_utils.metrics`.
+Pure numpy (scipy for the binomial tests, imported where needed); input checks and confusion-matrix
+scores come from `fer_utils.metrics`.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import numpy as np
 
@@ -22,49 +15,29 @@ from fer_utils.metrics import (
     _check_label_range,
     _macro_f1_from_confusion,
     _num_classes,
-    confusion,
 )
 
-# Metrics that `bootstrap_ci` computes for all resamples at once.
-VECTORISED_METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
+METRICS = {
+    "accuracy": lambda matrices: np.trace(matrices, axis1=-2, axis2=-1) / np.maximum(matrices.sum(axis=(-2, -1)), 1),
+    "macro_f1": _macro_f1_from_confusion,
+    "balanced_accuracy": _balanced_accuracy_from_confusion,
+}
+# Resamples per batch: each batch's confusion matrices take (chunk x images) memory.
+_CHUNK = 250
 
 
-# =============================================================================================
-# Bootstrap confidence intervals and McNemar's test
-# =============================================================================================
-def _metric_from_confusion(metric: str, matrices: np.ndarray) -> np.ndarray:
-    if metric == "accuracy":
-        totals = matrices.sum(axis=(-2, -1))
-        return np.trace(matrices, axis1=-2, axis2=-1) / np.maximum(totals, 1)
-    if metric == "macro_f1":
-        return _macro_f1_from_confusion(matrices)
-    if metric == "balanced_accuracy":
-        return _balanced_accuracy_from_confusion(matrices)
-    raise ValueError(f"Unknown metric {metric!r}; use one of {VECTORISED_METRICS} or pass a function.")
+def bootstrap_ci(y_true, y_pred, metric: str = "accuracy", n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                 num_classes: int | None = None) -> dict:
+    """Seeded percentile bootstrap interval of "accuracy", "macro_f1" or "balanced_accuracy" over test images.
 
-
-def bootstrap_ci(
-    y_true,
-    y_pred,
-    metric: str | Callable[[np.ndarray, np.ndarray], float] = "accuracy",
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    num_classes: int | None = None,
-    chunk_size: int = 250,
-) -> dict:
-    """Percentile bootstrap confidence interval of a metric over test images.
-
-    Test images are resampled with replacement `n_boot` times (seeded, so the interval is
-    reproducible), the metric is recomputed on each resample and the interval is the central
-    `level` share of those values. `y_pred` may be class indices or probabilities. `metric` is
-    "accuracy", "macro_f1", "balanced_accuracy" (computed for many resamples at once from stacked
-    confusion matrices) or a function `metric(y_true, y_pred) -> float` (called per resample).
-
-    Returns {"estimate", "low", "high", "level", "n_boot"}; `estimate` is the metric on all images.
+    The images are resampled with replacement `n_boot` times, the metric recomputed on each resample,
+    and the interval is the central `level` share of those values. `y_pred` may be class indices or
+    probabilities. Returns {"estimate" (on all images), "low", "high", "level", "n_boot"}.
     """
     labels = _as_labels(y_true)
     predictions = _as_predictions(y_pred, labels.shape[0])
+    if metric not in METRICS:
+        raise ValueError(f"Unknown metric {metric!r}; use one of {sorted(METRICS)}.")
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1 (for example 0.95); got {level}.")
     if n_boot < 1:
@@ -72,33 +45,20 @@ def bootstrap_ci(
     n = labels.shape[0]
     if n == 0:
         raise ValueError("bootstrap_ci needs at least one labelled sample; the split is empty.")
+    classes = num_classes or _num_classes(y_pred, labels, predictions)
+    _check_label_range(labels, classes, "y_true")
+    _check_label_range(predictions, classes, "y_pred")
+    cells = classes * classes
+    codes = labels * classes + predictions
+    estimate = float(METRICS[metric](np.bincount(codes, minlength=cells).reshape(classes, classes)))
     rng = np.random.default_rng(seed)
-
-    if callable(metric):
-        estimate = float(metric(labels, predictions))
-        values = np.empty(n_boot)
-        for index in range(n_boot):
-            sample = rng.integers(0, n, size=n)
-            values[index] = metric(labels[sample], predictions[sample])
-    else:
-        if num_classes is None:
-            num_classes = np.asarray(y_pred).shape[1] if np.ndim(y_pred) == 2 else _num_classes(None, labels, predictions)
-        _check_label_range(labels, num_classes, "y_true")
-        _check_label_range(predictions, num_classes, "y_pred")
-        cells = num_classes * num_classes
-        codes = labels * num_classes + predictions
-        estimate = float(_metric_from_confusion(metric, confusion(labels, predictions, num_classes)))
-        values = np.empty(n_boot)
-        # Resamples are processed in chunks; each resample's confusion matrix comes from one
-        # bincount over (resample offset + cell code), which keeps 1000 x 7k samples fast and small.
-        for start in range(0, n_boot, chunk_size):
-            size = min(chunk_size, n_boot - start)
-            samples = rng.integers(0, n, size=(size, n))
-            offsets = np.arange(size)[:, None] * cells
-            counts = np.bincount((codes[samples] + offsets).ravel(), minlength=size * cells)
-            values[start : start + size] = _metric_from_confusion(
-                metric, counts.reshape(size, num_classes, num_classes)
-            )
+    values = np.empty(n_boot)
+    for start in range(0, n_boot, _CHUNK):
+        size = min(_CHUNK, n_boot - start)
+        samples = rng.integers(0, n, size=(size, n))
+        # One bincount over (resample offset + cell code) gives every resample's confusion matrix.
+        counts = np.bincount((codes[samples] + np.arange(size)[:, None] * cells).ravel(), minlength=size * cells)
+        values[start : start + size] = METRICS[metric](counts.reshape(size, classes, classes))
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.nanpercentile(values, [tail, 100.0 - tail])
     return {"estimate": estimate, "low": float(low), "high": float(high), "level": level, "n_boot": int(n_boot)}
@@ -107,45 +67,35 @@ def bootstrap_ci(
 def mcnemar_exact(y_true, pred_a, pred_b) -> dict:
     """McNemar's exact test: do models A and B have the same error rate on these images?
 
-    Only discordant images count: `b` = A right and B wrong, `c` = A wrong and B right. Under the
-    null hypothesis b ~ Binomial(b + c, 1/2); the p-value is the exact two-sided binomial test.
-    With no discordant images the models are indistinguishable and the p-value is 1.
+    Only discordant images count: `b` = A right and B wrong, `c` = A wrong and B right; under the null
+    hypothesis b ~ Binomial(b + c, 1/2) (two-sided exact test; p = 1 with no discordant image).
     """
     from scipy.stats import binomtest
 
     labels = _as_labels(y_true)
     correct_a = _as_predictions(pred_a, labels.shape[0]) == labels
     correct_b = _as_predictions(pred_b, labels.shape[0]) == labels
-    b = int(np.sum(correct_a & ~correct_b))
-    c = int(np.sum(~correct_a & correct_b))
-    p_value = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
+    b, c = int(np.sum(correct_a & ~correct_b)), int(np.sum(~correct_a & correct_b))
+    p_value = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
     return {"b": b, "c": c, "n_discordant": b + c, "p_value": min(p_value, 1.0)}
-
 
 
 def holm_adjust(p_values) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values (controls the family-wise error rate over all pairs)."""
     p_values = np.asarray(p_values, dtype=np.float64)
-    count = p_values.size
     order = np.argsort(p_values, kind="stable")
-    scaled = np.minimum(1.0, (count - np.arange(count)) * p_values[order])
-    adjusted = np.empty(count)
-    adjusted[order] = np.maximum.accumulate(scaled)
+    adjusted = np.empty(p_values.size)
+    adjusted[order] = np.maximum.accumulate(np.minimum(1.0, (p_values.size - np.arange(p_values.size)) * p_values[order]))
     return adjusted
 
 
-
 def chance_test(y_true, y_pred, num_classes: int | None = None) -> dict:
-    """Test whether predictions beat chance, with chance defined by the predictions themselves.
+    """Do predictions beat the chance level that their own class frequencies give?
 
-    A classifier that ignores its input but predicts class c with frequency q_c scores, on labels
-    with class frequencies pi_c, an expected accuracy of sum_c q_c * pi_c. That is the chance level
-    here: always predicting the largest class scores exactly it, so a collapsed model never passes.
-    The p-value is a one-sided exact binomial test of the observed number of correct predictions
-    against that level.
-
-    Returns:
-        {"n", "correct", "accuracy", "chance_accuracy", "p_value"}.
+    A classifier that ignores its input but predicts class c with frequency q_c scores, on labels with
+    class frequencies pi_c, sum_c q_c * pi_c on average: that is the chance level, so a collapsed model
+    (always the largest class) never passes. The p-value is a one-sided exact binomial test.
+    Returns {"n", "correct", "accuracy", "chance_accuracy", "p_value"}.
     """
     from scipy.stats import binomtest
 
@@ -156,9 +106,7 @@ def chance_test(y_true, y_pred, num_classes: int | None = None) -> dict:
     classes = num_classes or int(max(labels.max(), predictions.max()) + 1)
     count = labels.size
     correct = int((labels == predictions).sum())
-    predicted_share = np.bincount(predictions, minlength=classes) / count
-    true_share = np.bincount(labels, minlength=classes) / count
-    chance = float(min(1.0, predicted_share @ true_share))
+    chance = float(min(1.0, np.bincount(predictions, minlength=classes) @ np.bincount(labels, minlength=classes) / count**2))
     return {
         "n": int(count),
         "correct": correct,

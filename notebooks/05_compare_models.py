@@ -67,7 +67,7 @@ if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
 from fer_utils import notebook
 from pathlib import Path
 
-from fer_utils import data, evaluation, gradcam, metrics, plots, report, runs
+from fer_utils import data, evaluation, gradcam, loading, metrics, models, plots, report, runs
 
 context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE, backend=BACKEND)
 
@@ -175,9 +175,9 @@ plots.plot_reliability_diagram(
 # %%
 sample = [int((test.labels == label).argmax()) for label in range(len(test.class_names))][:GRADCAM_FACES]
 for path in run_dirs:
-    run = runs.load_run(path)
+    run = loading.load_model(path)
     heatmaps = gradcam.gradcam_heatmaps(run.model, test.images[sample])
-    predicted = evaluation.predict_proba(run.model, test.images[sample]).argmax(axis=1)
+    predicted = models.predict(run.model, test.images[sample]).argmax(axis=1)
     titles = [f"true {test.class_names[t]}\npred {run.class_names[p]}" for t, p in zip(test.labels[sample], predicted)]
     display(plots.plot_gradcam(test.images[sample], heatmaps, titles, title=f"Grad-CAM: {run.name}"))
 

@@ -89,9 +89,9 @@ def test_evaluation_reorders_a_model_trained_with_another_class_order(runs, test
     result = evaluation.evaluate_model(runs["reordered"], test_split, n_boot=0)
     assert result.class_names == CLASS_NAMES
     # The reordered columns equal the raw model outputs read back to front.
-    from fer_utils.runs import load_run
+    from fer_utils import loading, models
 
-    raw = evaluation.predict_proba(load_run(runs["reordered"]).model, test_split.images)
+    raw = models.predict(loading.load_model(runs["reordered"]).model, test_split.images)
     np.testing.assert_allclose(result.proba, raw[:, ::-1], rtol=1e-5)
 
 

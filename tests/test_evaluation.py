@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as sk_metrics
 
-from fer_utils import CLASS_NAMES, evaluation, metrics, report, stats
+from fer_utils import CLASS_NAMES, evaluation, metrics, report, runs, stats
 from fer_utils.data import Split
 
 # Six images, three classes. Predictions (argmax): 0, 1, 1, 2, 2, 1 against labels 0, 0, 1, 1, 2, 2.
@@ -117,7 +117,7 @@ def test_expected_calibration_error_by_hand():
     # Bin (0.5, 0.75]: 0.7 (right), 0.6 (wrong), 0.7 (right) -> accuracy 2/3 = confidence 2/3, gap 0.
     # Bin (0.75, 1]: 0.8 (wrong) -> gap 0.8.
     expected = 2 / 6 * 0.025 + 3 / 6 * 0.0 + 1 / 6 * 0.8
-    assert metrics.expected_calibration_error(Y_TRUE, PROBA, n_bins=4) == pytest.approx(expected)
+    assert metrics.compute_metrics(Y_TRUE, PROBA, n_bins=4)["ece"] == pytest.approx(expected)
     bins = metrics.reliability_bins(Y_TRUE, PROBA, n_bins=4)
     assert bins["count"].tolist() == [0, 2, 3, 1]
     assert bins["accuracy"].iloc[2] == pytest.approx(2 / 3)
@@ -125,7 +125,7 @@ def test_expected_calibration_error_by_hand():
 
 def test_perfectly_confident_and_right_model_has_zero_calibration_error():
     labels = np.array([0, 1, 2, 1])
-    assert metrics.expected_calibration_error(labels, np.eye(3)[labels]) == pytest.approx(0.0)
+    assert metrics.compute_metrics(labels, np.eye(3)[labels])["ece"] == pytest.approx(0.0)
 
 
 def test_metrics_reject_mismatched_shapes_and_labels():
@@ -166,14 +166,12 @@ def test_bootstrap_is_deterministic_by_seed_and_contains_the_estimate():
 
 def test_vectorised_bootstrap_equals_a_per_resample_loop_with_the_same_seed():
     labels, predictions = _noisy_predictions(n=200)
-    vectorised = stats.bootstrap_ci(labels, predictions, "macro_f1", n_boot=120, seed=7, chunk_size=50)
-
-    def sklearn_macro_f1(y_true, y_pred):
-        return sk_metrics.f1_score(y_true, y_pred, average="macro")
-
-    looped = stats.bootstrap_ci(labels, predictions, sklearn_macro_f1, n_boot=120, seed=7)
-    for key in ("estimate", "low", "high"):
-        assert vectorised[key] == pytest.approx(looped[key])
+    vectorised = stats.bootstrap_ci(labels, predictions, "macro_f1", n_boot=120, seed=7)
+    # The same resamples (one batch of 120 draws), scored one by one by scikit-learn.
+    samples = np.random.default_rng(7).integers(0, len(labels), size=(120, len(labels)))
+    looped = [sk_metrics.f1_score(labels[sample], predictions[sample], average="macro") for sample in samples]
+    assert vectorised["estimate"] == pytest.approx(sk_metrics.f1_score(labels, predictions, average="macro"))
+    np.testing.assert_allclose([vectorised["low"], vectorised["high"]], np.percentile(looped, [2.5, 97.5]))
 
 
 def test_bootstrap_accepts_probabilities_and_rejects_bad_arguments():
@@ -231,22 +229,22 @@ def test_class_name_mismatch_is_a_clear_error_naming_both_lists():
     assert "['a', 'b', 'x']" in message and "['a', 'b', 'c']" in message
 
 
-def test_predict_proba_with_tta_averages_the_mirrored_images():
+def test_evaluate_model_with_tta_averages_each_face_and_its_mirror_image():
     images = np.zeros((2, 48, 48, 1), np.uint8)
     images[:, :, :24] = 200  # bright left half
 
     def left_brightness(batch):
         # Class 0 probability = share of brightness on the left half of the face.
-        left = batch[:, :, :24].sum(axis=(1, 2, 3))
-        total = batch.sum(axis=(1, 2, 3))
-        share = left / total
+        share = batch[:, :, :24].sum(axis=(1, 2, 3)) / batch.sum(axis=(1, 2, 3))
         return np.stack([share, 1 - share], axis=1)
 
     model = RecordingModel(left_brightness, outputs=2)
-    plain = evaluation.predict_proba(model, images)
-    np.testing.assert_allclose(plain, [[1, 0], [1, 0]])
-    augmented = evaluation.predict_proba(model, images, tta=True)
-    np.testing.assert_allclose(augmented, [[0.5, 0.5], [0.5, 0.5]])
+    run = runs.Run(path=None, model=model, config={}, history=None, class_names=("a", "b"), val_metrics={})
+    split = _split(images, [0, 1], class_names=("a", "b"))
+    np.testing.assert_allclose(evaluation.evaluate_model(run, split, n_boot=0).proba, [[1, 0], [1, 0]])
+    augmented = evaluation.evaluate_model(run, split, tta=True, n_boot=0)
+    assert augmented.tta
+    np.testing.assert_allclose(augmented.proba, [[0.5, 0.5], [0.5, 0.5]])
     # One call (one inference pass) saw the images followed by exactly their left-right mirrors.
     np.testing.assert_array_equal(model.calls[-1][:2], images.astype(np.float32))
     np.testing.assert_array_equal(model.calls[-1][2:], images[:, :, ::-1].astype(np.float32))
@@ -261,14 +259,12 @@ def test_ensemble_of_two_fixed_models_equals_the_manual_average():
     model_a = RecordingModel(lambda batch: proba_a[: len(batch)])
     model_b = RecordingModel(lambda batch: proba_b[: len(batch)])
     split = _split(images, labels)
-    ensemble = evaluation.evaluate_ensemble([model_a, model_b], split, n_boot=50)
+    members = [evaluation.evaluate_model(model, split, n_boot=0, name=name) for model, name in ((model_a, "a"), (model_b, "b"))]
+    ensemble = evaluation.ensemble_result(members, n_boot=50)
     manual = (proba_a + proba_b) / 2
     np.testing.assert_allclose(ensemble.proba, manual)
     assert ensemble.metrics == metrics.compute_metrics(labels, manual, CLASS_NAMES)
-    np.testing.assert_allclose(evaluation.ensemble_proba([proba_a, proba_b]), manual)
-    np.testing.assert_allclose(evaluation.ensemble_proba([proba_a, proba_b], weights=[3, 1]), 0.75 * proba_a + 0.25 * proba_b)
-    with pytest.raises(ValueError, match="same shape"):
-        evaluation.ensemble_proba([proba_a, proba_b[:3]])
+    assert ensemble.members == ("a", "b") and set(ensemble.confidence_intervals) == {"accuracy", "macro_f1"}
 
 
 def test_evaluate_model_reorders_classes_by_name_and_measures_speed():
@@ -277,7 +273,8 @@ def test_evaluate_model_reorders_classes_by_name_and_measures_speed():
     reversed_names = tuple(reversed(CLASS_NAMES))
     # The model's outputs are in reversed class order; it always predicts the true class.
     model = RecordingModel(lambda batch: np.eye(7)[6 - labels[: len(batch)]])
-    result = evaluation.evaluate_model(model, _split(images, labels), class_names=reversed_names, n_boot=100, name="rev")
+    run = runs.Run(path=None, model=model, config={}, history=None, class_names=reversed_names, val_metrics={})
+    result = evaluation.evaluate_model(run, _split(images, labels), n_boot=100, name="rev")
     assert result.name == "rev"
     assert result.metrics["accuracy"] == 1.0
     np.testing.assert_array_equal(result.y_pred, labels)
@@ -292,7 +289,7 @@ def test_evaluate_model_refuses_a_model_trained_on_other_classes():
     model = RecordingModel(lambda batch: np.full((len(batch), 7), 1 / 7))
     split = _split(np.zeros((2, 48, 48, 1)), [0, 1])
     with pytest.raises(ValueError, match="contempt"):
-        evaluation.evaluate_model(model, split, class_names=other_names)
+        evaluation.evaluate_model(runs.Run(None, model, {}, None, other_names, {}), split)
     assert model.calls == []  # The mismatch is found before any prediction.
 
 
@@ -330,10 +327,10 @@ def test_holm_adjustment_by_hand():
 
 
 def test_training_time_from_config_variants():
-    assert evaluation.training_time_seconds({"wall_time_s": 12.5}) == 12.5
-    assert evaluation.training_time_seconds({"wall_time_s": {"head": 10, "finetune": 20}}) == 30.0
-    assert evaluation.training_time_seconds({"wall_time_s": {"head": 10, "total": 11}}) == 11.0
-    assert evaluation.training_time_seconds({}) is None
+    assert evaluation._training_time({"wall_time_s": 12.5}) == 12.5
+    assert evaluation._training_time({"wall_time_s": {"head": 10, "finetune": 20}}) == 30.0
+    assert evaluation._training_time({"wall_time_s": {"head": 10, "total": 11}}) == 11.0
+    assert evaluation._training_time({}) is None
 
 
 def test_comparison_conclusion_is_computed_from_results():

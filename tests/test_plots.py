@@ -109,7 +109,7 @@ def test_misclassified_gallery_without_mistakes_says_so():
 
 def test_reliability_diagram_has_curves_with_ece_in_the_legend():
     labels, proba = _predictions()
-    ece = metrics.expected_calibration_error(labels, proba, n_bins=10)
+    ece = metrics.compute_metrics(labels, proba, n_bins=10)["ece"]
     figure = plots.plot_reliability_diagram({"A": (metrics.reliability_bins(labels, proba, n_bins=10), ece)})
     curve_axis, count_axis = figure.axes
     assert curve_axis.get_title() == "Reliability diagram"
