@@ -52,9 +52,9 @@ NBVAL = ("--nbval-lax", "--nbval-current-env", "--nbval-cell-timeout=900")
 # stay in the stacks' nbval), and the benchmark scripts' tests.
 TOOLING_TESTS = ("tests/test_notebooks_imagenet.py", "tests/test_gpu_check.py", "tests/test_bench_backends.py")
 # Test files whose outcome depends on TensorFlow and Keras alone among the pinned libraries (models,
-# training, run folders, backends, exports, weight averaging): one stack per TensorFlow and Keras pair runs them.
+# training, run folders, backends, exports, the shipped model's tools): one stack per TensorFlow and Keras pair runs them.
 KERAS_ONLY_TESTS = ("tests/test_models.py", "tests/test_training.py", "tests/test_reliability.py",
-                    "tests/test_backends.py", "tests/test_export.py", "tests/test_averaging.py")
+                    "tests/test_backends.py", "tests/test_export.py", "tests/test_shipped_model_tools.py")
 # The same for notebooks: the two training stories, and the comparison that evaluates their runs (its
 # tables and plots are covered on every stack by test_compare_cli and test_plots).
 KERAS_ONLY_NOTEBOOKS = ("notebooks/03_train_vgg16.ipynb", "notebooks/04_train_resnet50.ipynb",

@@ -1,100 +1,114 @@
-"""Package finished small_cnn runs as the model that ships with fer_utils, and write its model card.
+r"""Package finished small_cnn run folders as the model that ships with fer_utils, and write its model card.
 
-    python tools/package_pretrained.py RUN_DIR --test-data ../shared/data/fer2013 --command "..." --commit SHA
-    python tools/package_pretrained.py builtin RUN_DIR --test-data ../shared/data/fer2013 --command "..." --commit SHA
+    python tools/shipped_model/package.py RUN_DIR --test-data DATA --command "..." --commit SHA
+    python tools/shipped_model/package.py RUN_DIR RUN_DIR --test-data DATA --command "..." --commit SHA \
+        --command "..." --commit SHA --ensemble-note "how the members were chosen"
 
 Writes fer_utils/pretrained_model/{model.json, weights.npz, MODEL_CARD.md}. One run ships as one
-network in float16. Several sources (run folders, or `builtin`: the model shipped now) ship as an
-ensemble averaging their probabilities, with kernels stored as int8 to fit 4 MiB; `--command` and
-`--commit` are then given once per run folder, in order. Every figure in the card is measured on the
-model as it ships (its stored weights read back): validation on the split carved from the train
-folder of `--test-data`, and the test folder (the shared copy holds FER2013's PublicTest) once:
-recipes and members are chosen on the validation split, never here.
+network in float16. Several run folders ship as an ensemble averaging their probabilities, with
+kernels stored as int8 to fit 4 MiB; `--command` and `--commit` (and `--note`, `--averaging-note`,
+`--training-minutes` when given) come once per run folder, in order. The card's figures are measured
+on the model as it ships (its stored weights read back by `fer_utils.pretrained`): an ensemble's
+validation on the split carved from the train folder of `--test-data` (one network keeps its run's),
+and the test folder (the shared copy holds FER2013's PublicTest) once: recipes and members are
+chosen on the validation split, never here.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common.py, also when this file is loaded by path
+import common  # noqa: E402
+
 LIMIT_BYTES = 4 * 1024 * 1024
+
+
+def write_weights(path: Path, arrays, int8: bool = False) -> None:
+    """Save weight `arrays` (a model's `get_weights()`, in order) as `fer_utils.pretrained.read_weights` reads them.
+
+    float32 arrays are stored as float16 (other dtypes as they are). With `int8`, float32 kernels of
+    4,096 values or more are stored as int8 with one float32 scale per output channel (the last
+    axis; symmetric, the channel's largest magnitude maps to 127); the rest stay float16.
+    """
+    stored = {}
+    for index, weight in enumerate(arrays):
+        if weight.dtype != np.float32:
+            stored[f"arr_{index}"] = weight
+        elif int8 and weight.ndim >= 2 and weight.size >= 4096:
+            peaks = np.abs(weight).max(axis=tuple(range(weight.ndim - 1)), keepdims=True)
+            scale = np.where(peaks > 0, peaks / 127.0, 1.0).astype(np.float32)
+            stored[f"arr_{index}"] = np.clip(np.round(weight / scale), -127, 127).astype(np.int8)
+            stored[f"scale_{index}"] = scale
+        else:
+            stored[f"arr_{index}"] = weight.astype(np.float16)
+    np.savez_compressed(path, **stored)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sources", nargs="+", metavar="RUN_DIR",
-                        help="A finished run folder (python -m fer_utils train --out RUN_DIR); several, or builtin "
-                             "with run folders, for an ensemble.")
+                        help="A finished run folder (training's, or average.py's); several for an ensemble.")
     parser.add_argument("--test-data", required=True, help="Dataset root whose test/ folder is scored.")
     parser.add_argument("--command", required=True, action="append", help="The exact training command, for the card "
                         "(once per run folder).")
     parser.add_argument("--commit", required=True, action="append", help="The commit the training ran from (once per "
                         "run folder).")
-    parser.add_argument("--training-minutes", type=float, help="Wall time of training (default: config.json's; one run).")
-    parser.add_argument("--note", default="", help="A sentence for the card about how the run went (e.g. resumes).")
-    parser.add_argument("--averaging-note", default="",
-                        help="For an averaged run (python -m fer_utils average): how the mix was chosen.")
+    parser.add_argument("--training-minutes", type=float, action="append",
+                        help="Wall time of training (default: config.json's); once per run folder if given.")
+    parser.add_argument("--note", action="append", help="A sentence for the card about how the run went (e.g. "
+                        "resumes); once per run folder if given.")
+    parser.add_argument("--averaging-note", action="append", help="For a run written by average.py: how the mix was "
+                        "chosen; once per run folder if given (\"\" for the others).")
     parser.add_argument("--ensemble-note", default="", help="For an ensemble: how its members were chosen.")
+    parser.add_argument("--builtin-name", help="How the card names `builtin` where a run started from the shipped "
+                        "model (e.g. \"builtin at deb3b4f\"; default: the model shipped now, by its commits).")
     args = parser.parse_args(argv)
-    folders = [source for source in args.sources if source != "builtin"]
-    if len(args.command) != len(folders) or len(args.commit) != len(folders):
-        parser.error(f"give --command and --commit once per run folder ({len(folders)}: {', '.join(folders) or 'none'}).")
-    if len(folders) > 1 and (args.training_minutes or args.note or args.averaging_note):
-        parser.error("--training-minutes, --note and --averaging-note describe one run folder; with several, "
-                     "package their run folders' own config.json figures (give --ensemble-note for the whole).")
+    count = len(args.sources)
+    for option in ("command", "commit", "training_minutes", "note", "averaging_note"):
+        given = getattr(args, option)
+        if given is None:
+            setattr(args, option, [None if option == "training_minutes" else ""] * count)
+        elif len(given) != count:
+            parser.error(f"give --{option.replace('_', '-')} once per run folder ({count}: {', '.join(args.sources)}).")
 
     from fer_utils import backend
 
     backend.quiet_tensorflow()
-    from fer_utils import data, evaluation, lineage, pretrained, runs, training
+    from fer_utils import data, evaluation, loading, models, pretrained
 
-    replaced = _replaced_builtin()  # read before the new files overwrite it
-    previous = pretrained.description() if "builtin" in args.sources else None
-    if previous is not None and pretrained.is_ensemble(previous):
-        sys.exit("builtin is already an ensemble: package it again from its members' run folders.")
-    members, networks, lineages = [], [], []
-    folder_details = iter(zip(args.command, args.commit))
-    for source in args.sources:
-        if source == "builtin":
-            run = pretrained.load_run()
-            members.append(_shipped_member(previous, replaced))
-        else:
-            run = runs.load_run(source)
-            command, commit = next(folder_details)
-            members.append(_run_member(source, run, command, commit, args, replaced))
-        networks.append(run.model)
-        # model.json's lineage is what `train --teachers builtin` checks: it must name every ancestor's split.
-        lineages.append([{"source": members[-1]["source"], "split": lineage.split_record(run.config)}, *members[-1]["lineage"]])
-    unknown = [entry["source"] for entry in lineage.merged(*lineages) if entry["split"] is None]
-    if unknown:
-        sys.exit(f"{', '.join(args.sources)} inherit from models whose training split is not recorded "
-                 f"({', '.join(unknown)}); the shipped model must record its whole lineage. Retrain those stages.")
-    splits = {json.dumps(member["data"], sort_keys=True) for member in members}
-    if len(splits) > 1:
+    replaced = args.builtin_name or _replaced_builtin()  # read before the new files overwrite it
+    loaded = [loading.load_model(Path(source)) for source in args.sources]
+    members = [_member(source, run, replaced, *details) for source, run, *details in
+               zip(args.sources, loaded, args.command, args.commit, args.training_minutes, args.note, args.averaging_note)]
+    if len({json.dumps(member["data"], sort_keys=True) for member in members}) > 1:
         sys.exit("The members trained on different splits; an ensemble's validation figure needs one split.")
 
     ensemble = len(members) > 1
-    if ensemble:
+    if ensemble:  # one network keeps its run's validation figures; an ensemble's are measured below
+        hyper = members[0]["hyperparameters"]
+        val, record = common.validation_split(args.test_data, hyper.get("val_fraction", 0.1), hyper.get("seed", 42),
+                                              progress=False)
+        for source, run in zip(args.sources, loaded):  # before anything is overwritten
+            common.check_same_split(source, run.config, record)
         info = {
             "name": f"fer_utils builtin ensemble of {len(members)} small_cnn networks",
             "backbone": members[0]["backbone"],
             "class_names": members[0]["class_names"],
-            "members": [{key: value for key, value in member.items() if key != "class_names"}
-                        for member in members],
+            "members": [{key: value for key, value in member.items() if key != "class_names"} for member in members],
             "n_params": sum(member["n_params"] for member in members),
             "storage": "int8 kernels (one float32 scale per output channel), other arrays float16",
             "training": {"minutes": round(sum(member["training"]["minutes"] for member in members), 1),
                          "note": args.ensemble_note},
             "data": members[0]["data"],
-            "lineage": lineage.merged(*lineages),
+            "lineage": _merged([{"source": member["source"], "split": member["data"]}, *member["lineage"]]
+                               for member in members),
         }
     else:
         info = {**{key: value for key, value in members[0].items() if key != "source"},
@@ -102,17 +116,16 @@ def main(argv=None) -> int:
     out = pretrained.MODEL_DIR
     out.mkdir(exist_ok=True)
     (out / pretrained.DESCRIPTION_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    pretrained.write_weights(out / pretrained.WEIGHTS_FILE, _joined(networks), int8=ensemble)
+    networks = [run.model for run in loaded]
+    write_weights(out / pretrained.WEIGHTS_FILE, [array for network in networks for array in network.get_weights()],
+                  int8=ensemble)
 
-    shipped = pretrained.load_pretrained()
-    if ensemble:  # one network keeps its run's validation figures; an ensemble's are measured here
-        hyper = members[0]["hyperparameters"]
-        val = training.training_splits(args.test_data, hyper.get("val_fraction", 0.1), hyper.get("seed", 42),
-                                       progress=False).val
-        info["val_metrics"] = training.validation_metrics(shipped, val)
+    shipped = pretrained.load_pretrained()  # the model as stored: every figure below is measured on it
+    if ensemble:
+        info["val_metrics"] = common.validation_metrics(shipped, val)
     test = data.load_labelled(args.test_data, split="test", progress=False)
-    exact = np.mean([network.predict(test.images[:512], verbose=0) for network in networks], axis=0)
-    drift = float(np.max(np.abs(shipped.predict(test.images[:512], verbose=0) - exact)))
+    exact = np.mean([models.predict(network, test.images[:512]) for network in networks], axis=0)
+    drift = float(np.max(np.abs(models.predict(shipped, test.images[:512]) - exact)))
     plain = evaluation.evaluate_model(shipped, test, n_boot=1000, seed=0, name="builtin")
     flip = evaluation.evaluate_model(shipped, test, tta=True, n_boot=1000, seed=0, name="builtin + flip TTA")
     info["test_metrics"] = {
@@ -135,21 +148,11 @@ def main(argv=None) -> int:
     return 0
 
 
-def _joined(networks):
-    """An object whose `get_weights()` lists every network's arrays in order, as the ensemble's variables are."""
-    class Joined:
-        @staticmethod
-        def get_weights():
-            return [array for network in networks for array in network.get_weights()]
-
-    return Joined()
-
-
-def _run_member(source: str, run, command: str, commit: str, args, replaced: str) -> dict:
+def _member(source: str, run, replaced: str, command: str, commit: str, minutes, note: str, averaging_note: str) -> dict:
     """model.json's description of one network from a run folder (its figures on validation)."""
-    from fer_utils import lineage, runs
+    from fer_utils import runs
 
-    hyper = run.config["hyperparameters"]
+    hyper = run.config.get("hyperparameters", {})
     provenance = runs.data_provenance(run.config)
     stages = _portable_stages(run.config.get("averaged_from"), replaced)
     return {
@@ -157,41 +160,47 @@ def _run_member(source: str, run, command: str, commit: str, args, replaced: str
         "source": _portable_path(source, replaced),
         "backbone": run.config["backbone"],
         "class_names": list(run.class_names),
+        # What `fer_utils.pretrained` passes to `models.build_model` (defaults: build_model's own).
         "build_arguments": {
             "backbone": run.config["backbone"], "img_size": run.config["img_size"],
-            "head_units": hyper["head_units"], "dropout": hyper["dropout"], "head_batchnorm": hyper["head_batchnorm"],
-            "augment": hyper["augment"], "augmentation": hyper["augmentation"], "seed": hyper["seed"],
+            "head_units": hyper.get("head_units", 128), "dropout": hyper.get("dropout", 0.5),
+            "head_batchnorm": hyper.get("head_batchnorm", False), "augment": hyper.get("augment", True),
+            "augmentation": hyper.get("augmentation"), "seed": hyper.get("seed"),
         },
-        "n_params": run.config["n_params"],
+        "n_params": int(run.model.count_params()),
         "hyperparameters": hyper,
         "training": {
             "command": command,
             "commit": commit,
             "finished": run.config.get("created"),
-            "minutes": round(args.training_minutes or run.config["wall_time_s"]["total"] / 60, 1),
+            "minutes": round(minutes or common.training_seconds(run.config) / 60, 1),
             "epochs": int(sum(stage["epochs"] or 0 for stage in stages) if stages else len(run.history)),
-            "train_size": provenance.get("train_size", run.config.get("train_size")),
-            "val_size": provenance.get("val_size", run.config.get("val_size")),
+            "train_size": provenance.get("train_size"),
+            "val_size": provenance.get("val_size"),
             "device": run.config.get("device"),
-            "note": args.note,
-            "averaging_note": args.averaging_note,
+            "note": note,
+            "averaging_note": averaging_note,
             "init_from": _portable_path(hyper.get("init_from"), replaced),
         },
-        # What the split was, not where it lay: `average builtin RUN` checks a run against it.
-        "data": {field: provenance.get(field) for field in ("validation", "train_size", "val_size", "train_class_counts")},
+        # What the split was, not where it lay (the packaging machine's paths mean nothing in the wheel).
+        "data": {field: provenance.get(field) for field in common.SPLIT_FIELDS},
         "val_metrics": run.val_metrics,
         "averaged_from": stages,
-        # What went into the weights and the split each part trained on: `train --teachers builtin` checks it.
-        "lineage": _portable_lineage(lineage.lineage_of(source, run)[1:], replaced),
+        # The models whose weights went into this one, and their splits, as runs of older versions recorded them.
+        "lineage": [{**entry, "source": _portable_path(entry["source"], replaced)}
+                    for entry in run.config.get("lineage") or []],
     }
 
 
-def _shipped_member(previous: dict, replaced: str) -> dict:
-    """model.json's description of the network shipped now, as a member of the ensemble replacing it."""
-    kept = ("backbone", "class_names", "build_arguments", "n_params", "hyperparameters", "training", "data",
-            "val_metrics", "averaged_from", "lineage")
-    return {"name": replaced, "source": replaced, **{key: previous.get(key) for key in kept},
-            "test_metrics_alone": previous.get("test_metrics")}
+def _merged(lineages) -> list[dict]:
+    """The entries of several lineages, each (source, split) once, in order."""
+    seen, entries = set(), []
+    for entry in (entry for lineage in lineages for entry in lineage):
+        key = (entry["source"], json.dumps(entry["split"], sort_keys=True))
+        if key not in seen:
+            seen.add(key)
+            entries.append(entry)
+    return entries
 
 
 def _figures(result) -> dict:
@@ -225,23 +234,16 @@ def _latency(model, images) -> dict:
     return {"single_face": round(1000 * float(np.median(one)), 2), "batch_256": round(1000 * float(np.median(many)), 3)}
 
 
-def _portable_stages(stages, builtin_name: str = "builtin"):
-    """The averaged run's stages with each run folder as `runs/NAME`: the packaging machine's paths mean nothing in
-    the wheel. `builtin` becomes `builtin_name`, the model these weights replace (see `_replaced_builtin`)."""
+def _portable_stages(stages, builtin_name: str):
+    """An averaged run's stages with each run folder as `runs/NAME` (and `builtin` as `builtin_name`)."""
     if not stages:
         return stages
-    portable = functools.partial(_portable_path, builtin_name=builtin_name)
     return [
-        {**stage, "run": portable(stage.get("run")), "init_from": portable(stage.get("init_from")),
-         **({"teachers": [portable(teacher) for teacher in stage["teachers"]]} if stage.get("teachers") else {}),
+        {**stage, "run": _portable_path(stage.get("run"), builtin_name),
+         "init_from": _portable_path(stage.get("init_from"), builtin_name),
          **({"averaged_from": _portable_stages(stage["averaged_from"], builtin_name)} if stage.get("averaged_from") else {})}
         for stage in stages
     ]
-
-
-def _portable_lineage(lineage, builtin_name: str = "builtin"):
-    """The run's `lineage` (`fer_utils.lineage`) with portable sources, as `_portable_stages` writes them."""
-    return [{**entry, "source": _portable_path(entry["source"], builtin_name)} for entry in lineage or []]
 
 
 def _portable_path(path, builtin_name: str):
@@ -251,7 +253,7 @@ def _portable_path(path, builtin_name: str):
 
 
 def _replaced_builtin() -> str:
-    """How the card names `builtin` when the new weights came from it: the shipped model by its commit."""
+    """How the card names `builtin` (a run that started from the shipped model): the shipped model by its commits."""
     from fer_utils import pretrained
 
     try:
@@ -266,36 +268,28 @@ def _replaced_builtin() -> str:
     return f"builtin ensemble at {' + '.join(commit[:7] for commit in commits)}"
 
 
-def _stage_line(entry: dict, pct) -> str:
+def pct(value) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _stage_line(entry: dict) -> str:
     """One stage of an averaged model for the card; a stage that was itself an average names its parts."""
     line = (f"{entry['name']}: {entry['epochs']} epochs, {entry['minutes']} min, "
             f"{'from ' + entry['init_from'] + ', ' if entry.get('init_from') else ''}"
-            f"peak learning rate {entry['learning_rate']}, "
-            f"{_teachers_text(entry.get('teachers'), entry.get('teacher_weight'))}"
-            f"validation {pct(entry['val_accuracy'])}, share {entry['share']:.2f}")
+            f"peak learning rate {entry['learning_rate']}, validation {pct(entry['val_accuracy'])}, "
+            f"share {entry['share']:.2f}")
     if entry.get("averaged_from"):
         parts = ", ".join(f"{part['share']:.2f} x {part['name']}" for part in entry["averaged_from"])
         line += f" (itself the average {parts})"
     return line
 
 
-def _teachers_text(teachers, weight) -> str:
-    """How a distilled stage's targets were made, for the card ("" for a stage trained on the labels alone)."""
-    if not teachers:
-        return ""
-    return (f"distilled from {' + '.join(teachers)} (targets {weight:g} x their mean flip-averaged probabilities "
-            f"+ {1 - weight:g} x the label, before label smoothing), ")
-
-
-def _augmentation_text(strengths: dict) -> str:
+def _augmentation_text(strengths: dict | None) -> str:
     """The training augmentation as the card states it, from the run's own settings."""
+    strengths = strengths or {}
     parts = ["flip"] if strengths.get("flip") else []
     parts += [f"{name} {strengths[name]}" for name in ("rotation", "zoom", "translation", "contrast") if strengths.get(name)]
     return "(" + ", ".join(parts or ["none"]) + "; rotation in turns, the rest as fractions)"
-
-
-def pct(value) -> str:
-    return f"{100 * value:.1f}%"
 
 
 def _training_lines(member: dict) -> str:
@@ -304,18 +298,18 @@ def _training_lines(member: dict) -> str:
     stages = member.get("averaged_from") or []
     averaged = ""
     if stages:
-        listed = "; ".join(_stage_line(entry, pct) for entry in stages)
-        averaged = (f"\n- Weight average of {len(stages)} training stages, each a warm restart of the one before "
-                    f"(`python -m fer_utils average`): {listed}. {training.get('averaging_note', '')}")
-    rate = "each stage's peak learning rate as listed above" if stages else f"peak learning rate {hyper['learning_rate']}"
+        listed = "; ".join(_stage_line(entry) for entry in stages)
+        averaged = (f"\n- Weight average of {len(stages)} training stages, each a warm restart of the one before: "
+                    f"{listed}. {training.get('averaging_note', '')}")
+    rate = "each stage's peak learning rate as listed above" if stages else f"peak learning rate {hyper.get('learning_rate')}"
     regularised = f", weight decay {hyper['weight_decay']}" if hyper.get("weight_decay") else ""
     start = f", starting from {training['init_from']}'s weights" if training.get("init_from") and not stages else ""
     return f"""- Command: `{training['command']}`
 - Commit: `{training['commit']}`; finished {training['finished']}; {training['minutes']} minutes of training
   ({training['epochs']} epochs) on a 2-core CPU, no GPU. {training.get('note', '')}{averaged}
 - Recipe: AdamW, {rate}{regularised}, cosine schedule fitted to the time
-  budget, batch {hyper['batch_size']}, label smoothing {hyper['label_smoothing']}, dropout {hyper['dropout']},
-  augmentation {_augmentation_text(hyper['augmentation'])}, plain cross-entropy (no class weights){start}.
+  budget, batch {hyper.get('batch_size')}, label smoothing {hyper.get('label_smoothing')}, dropout {hyper['dropout']},
+  augmentation {_augmentation_text(hyper.get('augmentation'))}, plain cross-entropy (no class weights){start}.
 - Validation: accuracy {pct(member['val_metrics']['accuracy'])}, macro-F1 {member['val_metrics']['macro_f1']:.3f}."""
 
 
