@@ -3,8 +3,8 @@
 The package holds it as two small files in `fer_utils/pretrained_model/`: `model.json` (how to build
 the network with `fer_utils.models.build_model`, its class order and measured figures) and
 `weights.npz` (the weights, cast back to float32 on load). `MODEL_CARD.md` beside them says how it
-was trained and what it is (and is not) good for. `tools/package_pretrained.py` writes all three
-from run folders.
+was trained and what it is (and is not) good for. How it was made, and the tool that writes these
+three files, live outside the package in `tools/shipped_model/`.
 
 The model may be one network (model.json's `build_arguments`) or an ensemble of several
 (`members`, each with its own `build_arguments`): one `keras.Model` whose output is the mean of
@@ -57,10 +57,10 @@ def load_pretrained():
 
 
 def load_run():
-    """The shipped model as a `fer_utils.runs.Run` (path None; its config is model.json).
+    """The shipped model as a `fer_utils.runs.Run` (path None), what `loading.load_model("builtin")` returns.
 
-    model.json gains the keys a run folder's config.json has (input size, data provenance, training
-    time), so jobs that check runs against one another (e.g. `fer_utils.averaging`) check it too.
+    Its config is model.json plus the keys readers of a run folder's config.json look for (name,
+    input size, data record, training time), so evaluation and reports describe it like a run.
     """
     from fer_utils.runs import Run
 
@@ -68,7 +68,7 @@ def load_run():
     config = {
         **info,
         "name": BUILTIN,
-        "img_size": member_arguments(info)[0]["img_size"],
+        "img_size": _member_arguments(info)[0]["img_size"],
         "data": info.get("data", {}),
         "wall_time_s": {"total": 60.0 * float(info.get("training", {}).get("minutes", 0.0))},
     }
@@ -82,26 +82,11 @@ def load_run():
     )
 
 
-def member_arguments(info: dict) -> list[dict]:
+def _member_arguments(info: dict) -> list[dict]:
     """The `build_model` arguments of each network of the model model.json `info` describes."""
     if "members" in info:
         return [member["build_arguments"] for member in info["members"]]
     return [info["build_arguments"]]
-
-
-def is_ensemble(info: dict | None = None) -> bool:
-    """Whether the shipped model (or the one `info` describes) averages several networks."""
-    return len(member_arguments(description() if info is None else info)) > 1
-
-
-def single_network_error(role: str) -> ValueError:
-    """The error for a job that needs one network (a warm restart, a weight average) given `builtin`."""
-    count = len(member_arguments(description()))
-    return ValueError(
-        f"The shipped model (builtin) is an ensemble of {count} networks whose probabilities are averaged, "
-        f"so it cannot be {role}: that needs one network's weights. Pass a run folder of your own instead; "
-        "builtin can still be a teacher (train --teachers builtin) or be evaluated and compared."
-    )
 
 
 def _build(info: dict):
@@ -111,7 +96,7 @@ def _build(info: dict):
     from fer_utils.augmentation import AugmentationConfig
 
     networks = []
-    for arguments in member_arguments(info):
+    for arguments in _member_arguments(info):
         arguments = dict(arguments)
         if isinstance(arguments.get("augmentation"), dict):
             arguments["augmentation"] = AugmentationConfig(**arguments["augmentation"])
@@ -146,23 +131,3 @@ def read_weights(path: Path, model) -> list[np.ndarray]:
             f"{len(variables)} variables: the two files do not belong together. Reinstall fer_utils."
         )
     return [array.astype(variable.dtype) for array, variable in zip(arrays, variables)]
-
-
-def write_weights(path: Path, model, int8: bool = False) -> None:
-    """Save `model`'s weights: float32 arrays as float16 (other dtypes as they are).
-
-    With `int8`, float32 kernels of 4,096 values or more are stored as int8 with one float32 scale per
-    output channel (symmetric, the channel's largest magnitude maps to 127); the rest stay float16.
-    """
-    stored = {}
-    for index, weight in enumerate(model.get_weights()):
-        if weight.dtype != np.float32:
-            stored[f"arr_{index}"] = weight
-        elif int8 and weight.ndim >= 2 and weight.size >= 4096:
-            peaks = np.abs(weight).max(axis=tuple(range(weight.ndim - 1)), keepdims=True)
-            scale = np.where(peaks > 0, peaks / 127.0, 1.0).astype(np.float32)
-            stored[f"arr_{index}"] = np.clip(np.round(weight / scale), -127, 127).astype(np.int8)
-            stored[f"scale_{index}"] = scale
-        else:
-            stored[f"arr_{index}"] = weight.astype(np.float16)
-    np.savez_compressed(path, **stored)
