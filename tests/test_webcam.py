@@ -129,17 +129,16 @@ def test_a_local_kernel_with_anywidget_can_run_it(monkeypatch):
     assert webcam.unavailable_reason() is None
 
 
-def test_colab_switches_on_its_custom_widget_manager(monkeypatch):
+def test_colab_switches_on_its_custom_widget_manager(monkeypatch, model):
     calls = []
     output = types.SimpleNamespace(enable_custom_widget_manager=lambda: calls.append("enabled"))
     monkeypatch.setitem(sys.modules, "google", types.SimpleNamespace(colab=types.SimpleNamespace(output=output)))
     monkeypatch.setitem(sys.modules, "google.colab", types.SimpleNamespace(output=output))
-    monkeypatch.setattr(webcam.environment, "platform_name", lambda: "colab")
-    webcam._enable_colab_widgets()
-    assert calls == ["enabled"]
-    monkeypatch.setattr(webcam.environment, "platform_name", lambda: "local")
-    webcam._enable_colab_widgets()
-    assert calls == ["enabled"]
+    monkeypatch.setattr(webcam, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(webcam, "webcam_view", lambda *args, **kwargs: "widget")
+    for platform, expected in (("colab", ["enabled"]), ("local", ["enabled"])):
+        monkeypatch.setattr(webcam.environment, "platform_name", lambda: platform)
+        assert webcam.live_view(model) == "widget" and calls == expected
 
 
 def test_the_widget_answers_a_frame_message_and_counts(model, photo_jpeg):
@@ -151,7 +150,7 @@ def test_the_widget_answers_a_frame_message_and_counts(model, photo_jpeg):
     view._on_frame(view, {"type": "frame", "id": 8}, [memoryview(_jpeg(np.zeros((96, 96, 3), np.uint8)))])
     assert [message["id"] for message in sent] == [7, 8]
     assert len(sent[0]["faces"]) == 1 and sent[1]["faces"] == []
-    assert (view.frames, view.faces_found, view.frames_with_faces) == (2, 1, 1)
+    assert (view.frames, view.faces_found) == (2, 1)
     assert view.last_labels == []
     assert view.max_width == 320
     assert view.detector == faces.resolve_detector()
