@@ -143,15 +143,6 @@ def test_saved_model_folder_serves_through_tfsmlayer(exports, faces, keras_proba
     assert np.max(np.abs(output - keras_probabilities)) <= TOLERANCE
 
 
-def test_inference_model_leaves_the_augmentation_out(model, faces, keras_probabilities):
-    # A plain call of the model itself would run its random layers in training mode.
-    import keras
-
-    wrapper = export.inference_model(model)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(wrapper(faces)), keras_probabilities, atol=1e-6)
-    assert wrapper.input_shape == (None, 48, 48, 1)
-
-
 def test_max_difference_measures_the_largest_gap(model, faces, keras_probabilities):
     shifted = lambda images: model.predict(images, verbose=0) + np.float32(0.25)  # noqa: E731
     assert export.max_difference(model, shifted, faces) == pytest.approx(0.25, abs=1e-6)
@@ -233,13 +224,6 @@ def test_a_failed_export_leaves_no_file_behind(model, tmp_path, monkeypatch):
         with pytest.raises(RuntimeError, match="converter crashed"):
             export.export_model(model, tmp_path / FILE_NAMES[format], format)
     assert not list(tmp_path.iterdir())
-
-
-def test_as_batch_adds_the_channel_axis_and_rejects_other_shapes():
-    assert export.as_batch(np.zeros((2, 48, 48), np.uint8)).shape == (2, 48, 48, 1)
-    assert export.as_batch(np.zeros((2, 48, 48), np.uint8)).dtype == np.float32
-    with pytest.raises(ValueError, match=r"\(48, 48\)"):
-        export.as_batch(np.zeros((48, 48)))
 
 
 # ---------------------------------------------------------------------------------------------
