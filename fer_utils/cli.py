@@ -72,20 +72,82 @@ def _add_train_parser(subparsers):
         help="Train a model and write a run folder.",
         description=(
             "Train a backbone on DATA's train split (the validation split is carved from train; test is "
-            "never used) and write RUN_DIR with model.keras, history.csv, config.json and val_metrics.json. "
-            "Re-running the same command after an interruption resumes from the last finished epoch. "
-            "Unset options take the backbone's defaults (fer_utils.training.default_config)."
+            "never used) with the steps notebooks 03 and 04 show, and write RUN_DIR with model.keras, "
+            "history.csv, config.json and val_metrics.json. Re-running the same command after an interruption "
+            "resumes from the last finished epoch. Unset options take the backbone's defaults "
+            "(fer_utils.recipe.default_settings)."
         ),
     )
     parser.add_argument("--backbone", required=True, choices=_backbone_names(), help="Network to train.")
     parser.add_argument("--data", required=True, help="Dataset root with train/ (and test/), or fer2013.csv.")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="Run folder to write (or resume).")
-    _add_config_options(parser)
+    group = parser.add_argument_group("training options (unset ones take the backbone's defaults)")
+    for flag, kind, text in TRAIN_OPTIONS:
+        dest = "epochs" if flag == "--epochs" else flag[2:].replace("-", "_")
+        if kind is bool:
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif isinstance(kind, tuple):
+            group.add_argument(flag, dest=dest, choices=kind, default=None, help=text)
+        else:
+            group.add_argument(flag, dest=dest, type=kind, default=None, metavar=dest.upper(), help=text)
     parser.add_argument("--overwrite", action="store_true",
                         help="Discard the run RUN_DIR holds (only the files training wrote) and start over.")
     parser.add_argument("--no-cache", action="store_true", help="Do not read or write the decoded-data cache.")
     parser.add_argument("--quiet", action="store_true", help="No progress bars.")
     parser.set_defaults(handler=_run_train)
+
+
+def _weights_value(text: str):
+    return None if text.lower() == "none" else text
+
+
+def _augmentation_value(text: str) -> dict:
+    """'rotation=0.05,flip=false' -> {"rotation": 0.05, "flip": False}: the strengths to change."""
+    changes = {}
+    for part in filter(None, (part.strip() for part in text.split(","))):
+        key, _, value = part.partition("=")
+        try:
+            if key == "flip" and value.lower() in ("true", "false", "on", "off", "1", "0"):
+                changes[key] = value.lower() in ("true", "on", "1")
+            elif key in ("rotation", "zoom", "translation", "contrast") and 0 <= float(value) < 1:
+                changes[key] = float(value)
+            else:
+                raise ValueError
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"'{part}' is not NAME=VALUE with NAME one of flip (true/false), rotation, zoom, translation, "
+                "contrast (fractions in [0, 1)), e.g. --augmentation rotation=0.05,zoom=0.1,flip=true."
+            ) from None
+    return changes
+
+
+# flag, type (bool: a switch; a tuple: the choices), help. Ranges are checked in one place,
+# fer_utils.recipe.check_settings, which names the flag.
+TRAIN_OPTIONS = (
+    ("--weights", _weights_value, "imagenet | none | PATH to a weights file (default: imagenet, none for small_cnn)."),
+    ("--img-size", int, "Backbone input size in px (default: 48 on CPU, 96 vgg16/resnet50, 160 efficientnetb0 on GPU)."),
+    ("--epochs-head", int, "Head-phase epochs of a pretrained backbone (default 10)."),
+    ("--epochs-finetune", int, "Fine-tuning epochs, 0 to skip (default 10)."),
+    ("--epochs", int, "small_cnn: end-to-end epochs (default 30)."),
+    ("--head-mode", ("cached", "images"), "Head phase on backbone features computed once (cached, the default) or "
+     "on augmented images through the frozen backbone every epoch (images: slower)."),
+    ("--batch-size", int, "Batch size (default 64)."),
+    ("--learning-rate", float, "Learning rate of the head / small_cnn phase (default 1e-3, 3e-3 small_cnn)."),
+    ("--finetune-learning-rate", float, "Peak of fine-tuning's cosine decay (default 1e-4)."),
+    ("--weight-decay", float, "AdamW weight decay of kernels (default 1e-4)."),
+    ("--label-smoothing", float, "Label smoothing of the cross-entropy (default 0.1)."),
+    ("--dropout", float, "Head dropout rate (default 0.5, 0.2 small_cnn)."),
+    ("--head-batchnorm", bool, "Standardise the pooled features before the head (for random-weight backbones)."),
+    ("--augmentation", _augmentation_value, "Strengths to change, e.g. rotation=0.05,zoom=0.1,translation=0.1,"
+     "contrast=0.1,flip=true (unnamed ones keep the backbone's default)."),
+    ("--class-weights", ("none", "balanced"), "none (plain cross-entropy, the default) or balanced (inverse class "
+     "frequency: more recall on the rare classes, less accuracy)."),
+    ("--patience", int, "Early-stopping patience in epochs, 0 = off (default 5, 10 small_cnn)."),
+    ("--val-fraction", float, "Share of train held out, stratified, for validation (default 0.1)."),
+    ("--seed", int, "Seed of weights, shuffling, augmentation and the validation split (default 42)."),
+    ("--max-minutes", float, "Time budget of all epochs: the learning rate anneals by steps or time, whichever "
+     "runs out first, and training stops cleanly."),
+)
 
 
 def _backbone_names():
@@ -94,65 +156,17 @@ def _backbone_names():
     return BACKBONES
 
 
-def _add_config_options(parser) -> None:
-    """One option per `TrainConfig` field that declares one (flag and help text live on the field)."""
-    from fer_utils.training_config import cli_options
-
-    group = parser.add_argument_group("training options (unset ones take the backbone's defaults)")
-    for field in cli_options():
-        flag, parse = field.metadata["flag"], field.metadata["parse"]
-        if parse is None:
-            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=field.metadata["help"])
-        else:
-            metavar = None if field.metadata["choices"] else flag.lstrip("-").upper().replace("-", "_")
-            group.add_argument(flag, dest=field.name, type=parse, choices=field.metadata["choices"], default=None,
-                               metavar=metavar, help=field.metadata["help"])
-
-
 def _run_train(args):
-    from fer_utils import training
-    from fer_utils.training_config import cli_options
+    from fer_utils import recipe
 
-    overrides = {field.name: getattr(args, field.name) for field in cli_options() if getattr(args, field.name) is not None}
-    config = training.default_config(args.backbone, **overrides)
-    run_dir = training.train(
-        args.data, config, args.out, progress=False if args.quiet else "phase", cache=not args.no_cache,
-        overwrite=args.overwrite,
-    )
+    names = ["epochs" if flag == "--epochs" else flag[2:].replace("-", "_") for flag, _, _ in TRAIN_OPTIONS]
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    settings = recipe.default_settings(args.backbone, **overrides)
+    run_dir = recipe.train(args.data, settings, args.out, progress=not args.quiet, cache=not args.no_cache,
+                             overwrite=args.overwrite)
     print(f"Run folder: {run_dir}")
     for name in ("model.keras", "history.csv", "config.json", "val_metrics.json"):
         print(f"  {run_dir / name}")
-    return 0
-
-
-# ---------------------------------------------------------------------------------------------
-# average
-# ---------------------------------------------------------------------------------------------
-def _add_average_parser(subparsers):
-    parser = subparsers.add_parser(
-        "average",
-        help="Average the weights of several runs of one architecture into a new run.",
-        description=(
-            "Write RUN_DIR holding one model whose weights are the weighted mean of the given runs' weights "
-            "(warm restarts of one another, e.g. train --init-from), scored on the validation split the runs "
-            "were trained with: choose --mix there, never on test."
-        ),
-    )
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="Two or more run folders of one architecture.")
-    parser.add_argument("--data", required=True, help="The dataset the runs were trained on (for its validation split).")
-    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="New or empty run folder to write.")
-    parser.add_argument("--mix", nargs="+", type=float, metavar="W",
-                        help="One non-negative weight per run, normalised (default: equal weights).")
-    parser.add_argument("--no-cache", action="store_true", help="Do not read or write the decoded-data cache.")
-    parser.set_defaults(handler=_run_average)
-
-
-def _run_average(args):
-    from fer_utils import averaging
-
-    run_dir = averaging.average_runs(args.runs, args.data, args.out, mix=args.mix, cache=not args.no_cache)
-    print(f"Run folder: {run_dir}")
     return 0
 
 
@@ -371,9 +385,8 @@ def _size_mb(path) -> float:
 # ---------------------------------------------------------------------------------------------
 # Numeric options: every bound in one table, checked before any command runs
 # ---------------------------------------------------------------------------------------------
-# option dest -> (lowest, highest, lowest allowed itself?, highest allowed itself?); None: no bound.
-# Bounds of the numeric options of evaluate / compare / predict / demo-data: (low, high, low
-# allowed, high allowed). The training options declare theirs on their TrainConfig field.
+# The numeric options of evaluate / compare / predict / demo-data: (lowest, highest, lowest allowed
+# itself?, highest allowed itself?); None: no bound. Training's are checked by recipe.check_settings.
 _COMMAND_BOUNDS = {
     "batch_size": (1, None, True, True),
     "n_boot": (0, None, True, True),
@@ -383,22 +396,10 @@ _COMMAND_BOUNDS = {
     "every_n": (1, None, True, True),
     "min_size": (1, None, True, True),
     "seed": (0, None, True, True),
-    "mix": (0, None, True, True),  # average --mix: each share
 }
 
 
-def _numeric_options() -> dict:
-    """{argparse dest: (flag, low, high, low allowed, high allowed)} of every numeric option."""
-    from fer_utils.training_config import cli_options
-
-    table = {dest: ("--" + dest.replace("_", "-"), *bounds) for dest, bounds in _COMMAND_BOUNDS.items()}
-    for field in cli_options():
-        if field.metadata["bounds"] is not None:
-            table[field.name] = (field.metadata["flag"], *field.metadata["bounds"])
-    return table
-
-
-NUMERIC_OPTIONS = _numeric_options()
+NUMERIC_OPTIONS = {dest: ("--" + dest.replace("_", "-"), *bounds) for dest, bounds in _COMMAND_BOUNDS.items()}
 
 
 def check_numeric_options(args: argparse.Namespace) -> None:
@@ -439,7 +440,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info_parser(subparsers)
     _add_demo_data_parser(subparsers)
     _add_train_parser(subparsers)
-    _add_average_parser(subparsers)
     _add_evaluate_parser(subparsers)
     _add_compare_parser(subparsers)
     _add_predict_parser(subparsers)

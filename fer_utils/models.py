@@ -27,9 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from fer_utils import CLASS_NAMES
+from fer_utils.augmentation import AugmentationConfig
 
 # FER2013 images are 48x48 grayscale; every model takes them as they are.
 INPUT_SHAPE = (48, 48, 1)
+NO_AUGMENTATION = AugmentationConfig(flip=False, rotation=0.0, zoom=0.0, translation=0.0, contrast=0.0)
 
 # keras.applications' "caffe" preprocessing (VGG16, ResNet50) flips RGB to BGR and subtracts
 # these ImageNet channel means (in BGR order). On a gray image repeated to three identical
@@ -211,8 +213,6 @@ def build_model(
     """
     import keras
 
-    from fer_utils import augmentation as augmentation_module
-
     spec = get_spec(backbone)
     class_names = tuple(str(name) for name in class_names)
     if num_classes is None:
@@ -222,44 +222,18 @@ def build_model(
             f"num_classes={num_classes} does not match the {len(class_names)} class names {class_names}. "
             "Pass class_names with one name per output."
         )
-    if img_size is None:
-        img_size = default_img_size(spec.name)
-    img_size = int(img_size)
-    if img_size < spec.min_img_size:
-        raise ValueError(
-            f"img_size={img_size} is too small for {spec.name}: it needs at least {spec.min_img_size} px. "
-            f"Use 48 (FER's native size) or larger."
-        )
+    img_size = int(img_size or default_img_size(spec.name))
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
     if head_units < 1:
         raise ValueError(f"head_units must be a positive integer, got {head_units}.")
 
-    pixels = keras.Input(shape=INPUT_SHAPE, name="pixels", dtype="float32")
-    if augment:
-        augmentation_block = augmentation_module.build_augmentation(augmentation, seed=seed)
-    else:
-        augmentation_block = augmentation_module.build_augmentation(
-            augmentation_module.AugmentationConfig(flip=False, rotation=0, zoom=0, translation=0, contrast=0), seed=seed
-        )
-    x = augmentation_block(pixels)
-    x = keras.layers.Resizing(img_size, img_size, interpolation="bilinear", name="resize")(x)
-    x = keras.layers.Concatenate(axis=-1, name="gray_to_rgb")([x, x, x])
-    x = _preprocess_layer(spec)(x)
-
+    # The same steps notebooks 03 and 04 show cell by cell.
+    pixels = keras.Input(shape=INPUT_SHAPE, name="pixels")
+    x = input_block(pixels, spec.name, img_size, augmentation if augment else NO_AUGMENTATION, seed=seed)
     backbone_model = build_backbone(spec.name, img_size, weights)
-    if spec.pretrained:
-        # The pretrained backbone's BatchNorm layers keep their ImageNet statistics, also while
-        # the top blocks are fine-tuned. `training=False` states the intent, but Keras 3's
-        # functional runtime passes the outer model's training flag down to nested models, so
-        # what actually guarantees it is `trainable=False` on every BatchNorm layer (in Keras 3
-        # a non-trainable BatchNorm runs in inference mode); that flag is saved with the model.
-        freeze_batch_norm(backbone_model)
-        x = backbone_model(x, training=False)
-    else:
-        # small_cnn learns its BatchNorm statistics, so it follows the model's training flag.
-        x = backbone_model(x)
-
+    # small_cnn learns its BatchNorm statistics; a pretrained backbone keeps ImageNet's (see build_backbone).
+    x = backbone_model(x, training=False) if spec.pretrained else backbone_model(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     if head_batchnorm:
         x = keras.layers.BatchNormalization(name="head_norm")(x)
@@ -267,10 +241,33 @@ def build_model(
     x = keras.layers.Dropout(dropout, seed=seed, name="head_dropout")(x)
     # float32 softmax: stable probabilities even when the rest runs in mixed precision.
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
-
     model = keras.Model(pixels, outputs, name=f"fer_{spec.name}")
     model.class_names = class_names
     return model
+
+
+def input_block(pixels, backbone: str, img_size: int, augmentation=None, seed: int | None = None):
+    """Raw 48x48x1 pixels (0..255) -> what `backbone` expects, as layers inside the model.
+
+    augmentation (random, identity outside training) -> resize to `img_size` -> gray to RGB ->
+    the backbone's own preprocessing. Inside the model, so a saved model takes raw pixels and no
+    preprocessing step outside it can drift between training and inference. `augmentation` is an
+    `AugmentationConfig` (None: the defaults; `NO_AUGMENTATION`: none).
+    """
+    import keras
+
+    from fer_utils import augmentation as augmentation_module
+
+    spec = get_spec(backbone)
+    if int(img_size) < spec.min_img_size:
+        raise ValueError(
+            f"img_size={img_size} is too small for {spec.name}: it needs at least {spec.min_img_size} px. "
+            "Use 48 (FER's native size) or larger."
+        )
+    x = augmentation_module.build_augmentation(augmentation, seed=seed)(pixels)
+    x = keras.layers.Resizing(int(img_size), int(img_size), interpolation="bilinear", name="resize")(x)
+    x = keras.layers.Concatenate(axis=-1, name="gray_to_rgb")([x, x, x])
+    return _preprocess_layer(spec)(x)
 
 
 def check_weights(backbone: str, weights) -> None:
@@ -318,6 +315,11 @@ def build_backbone(backbone: str, img_size: int, weights=None):
     # The constructor's own name decides the weights file name (EfficientNet), so the backbone
     # is built under its default name and renamed afterwards.
     model.name = "backbone"
+    # BatchNorm keeps its ImageNet statistics, also while the top blocks are fine-tuned: in Keras 3
+    # a non-trainable BatchNormalization layer runs in inference mode whatever the training flag
+    # (Keras's functional runtime passes the outer model's flag down to nested models, so
+    # `training=False` at the call alone does not guarantee it). The flag is saved with the model.
+    freeze_batch_norm(model)
     return model
 
 

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Training VGG16 on FER2013
 #
-# **Goal:** train VGG16 on FER2013 by transfer learning (frozen backbone + head, then fine-tuning) and save the run for comparison.
+# **Goal:** turn VGG16, pretrained on ImageNet, into a classifier of 7 facial expressions by transfer learning (frozen backbone + new head, then fine-tuning of its top block) and save the run for comparison.
 #
 # <a href="https://colab.research.google.com/github/fer-notebooks/fer-notebooks/blob/main/notebooks/03_train_vgg16.ipynb" target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 # <a href="https://kaggle.com/kernels/welcome?src=https://github.com/fer-notebooks/fer-notebooks/blob/main/notebooks/03_train_vgg16.ipynb" target="_parent"><img src="https://kaggle.com/static/images/open-in-kaggle.svg" alt="Open In Kaggle"/></a>
@@ -24,20 +24,21 @@
 # %% [markdown]
 # ## Introduction
 #
-# The starting design: VGG16 with ImageNet weights, **frozen**, followed by a small head
-# (GlobalAveragePooling -> Dense(128, relu) -> Dropout -> Dense(7, softmax)), trained with augmentation.
-# Then the first piece of future work: **fine-tuning** VGG16's last convolutional block (`block5`) at a
-# low learning rate.
+# The recipe, step by step in the cells below:
 #
-# Why two phases? A freshly initialised head produces large, random gradients; letting them reach the
-# pretrained convolutions would wreck features learned on 1.2 million images. So the head is trained
-# first, on frozen features, and only then are the top layers unfrozen.
+# 1. **The model**: VGG16's convolutional base (`include_top=False`) with ImageNet weights, an input
+#    block that turns raw 48x48 gray faces into what VGG16 expects, and a small new head:
+#    GlobalAveragePooling -> Dense(128, relu) -> Dropout -> Dense(7, softmax).
+# 2. **Phase 1, the head**: the backbone is frozen (`trainable = False`) and only the head learns.
+#    A freshly initialised head produces large, random gradients; letting them reach the pretrained
+#    convolutions would wreck features learned on 1.2 million images.
+# 3. **Phase 2, fine-tuning**: the top block (`block5`) is unfrozen and the model is recompiled at a
+#    learning rate ten times lower, decaying along a cosine, so the pretrained features adapt to faces
+#    without being destroyed.
+# 4. **Saving the run** for [05_compare_models](05_compare_models.ipynb) and [06_predict_faces](06_predict_faces.ipynb).
 #
-# **A fast path for phase 1.** While the backbone is frozen its output for a given face never changes,
-# so `fer_utils` computes the features of the training and validation faces **once** and trains the head
-# on them, instead of pushing every image through VGG16 at every epoch (`HEAD_MODE = "images"` is the
-# per-epoch image path: augmented images through the frozen backbone each epoch). The trained head is then put
-# back on the backbone, and phase 2 trains on images with augmentation.
+# Every training cell can be rerun after a crash or a Colab disconnect: it continues at the last
+# finished epoch, and a finished phase is loaded instead of trained again.
 
 # %% [markdown]
 # ## Setup
@@ -55,13 +56,16 @@ BACKBONE = "vgg16"
 WEIGHTS = "imagenet"  # "imagenet", None (random initialisation) or a weights file
 WEIGHTS_DIR = None  # a folder holding Keras's "notop" weights files (e.g. an attached Kaggle dataset); None: /kaggle/input, the Keras cache, then download
 IMG_SIZE = None  # None: 48 px on CPU, 96 px on GPU (see fer_utils.models.SPECS)
-EPOCHS_HEAD = 15
-EPOCHS_FINETUNE = 15
+EPOCHS_HEAD = 10
+EPOCHS_FINETUNE = 10
 BATCH_SIZE = 64
-HEAD_MODE = "cached"  # "cached": backbone features computed once; "images": augmented images through the frozen backbone every epoch
-HEAD_BATCHNORM = False  # False: GAP -> Dense(128) -> Dropout -> softmax; True standardises the pooled features first
-DROPOUT = 0.5
+LEARNING_RATE = 1e-3  # phase 1 (the head)
+FINETUNE_LEARNING_RATE = 1e-4  # phase 2: the peak of its cosine decay
+WEIGHT_DECAY = 1e-4
 LABEL_SMOOTHING = 0.1
+DROPOUT = 0.5
+HEAD_MODE = "cached"  # "cached": backbone features computed once; "images": augmented images through the frozen backbone every epoch
+HEAD_BATCHNORM = False  # True standardises the pooled features first (needed by random-weight backbones)
 CLASS_WEIGHTS = "none"  # "none": plain cross-entropy (FER2013 is scored by accuracy); "balanced": more rare-class recall, less accuracy
 PATIENCE = 5  # epochs without validation improvement before a phase stops
 VAL_FRACTION = 0.1
@@ -86,9 +90,16 @@ if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     # %pip install --quiet "mtcnn>=1.0" "lz4>=4.3" "anywidget>=0.9.21"
 
 from fer_utils import notebook
-from fer_utils import data, evaluation, plots, report, training, training_notebook
 
 context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE, weights_dir=WEIGHTS_DIR, backend=BACKEND)
+
+import math
+
+import keras
+import numpy as np
+from IPython.display import Markdown
+
+from fer_utils import data, evaluation, models, plots, report, training
 
 # %% [markdown]
 # ImageNet weights come from a local copy of Keras's "notop" file when there is one (`WEIGHTS_DIR`,
@@ -104,8 +115,8 @@ print(f"weights: {WEIGHTS or 'random initialisation'}")
 # ## Data
 #
 # The validation split is carved from `train`, stratified and seeded; it decides early stopping and
-# which epoch's weights are kept. Only the `train` split is used here (of a folder layout, the only one
-# decoded); the test split is read once, at the end, in [05_compare_models](05_compare_models.ipynb).
+# which epoch's weights are kept. The test split stays on disk until
+# [05_compare_models](05_compare_models.ipynb) scores it once.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -114,40 +125,180 @@ train, validation = training_data.train, training_data.val
 data.dataset_summary({"train": train, "validation": validation})
 
 # %% [markdown]
-# ## Configuration
+# ## The run folder
 #
-# `training.default_config` holds the recommended settings per backbone; the parameters above
-# override some of them. Every value is written to the run's `config.json`.
+# Everything this notebook trains goes into one folder: per-phase checkpoints while it trains, then
+# the saved model, its history and its settings. If the folder already holds this run (same settings,
+# same data) the cells below continue it; other settings are refused rather than mixed.
 
 # %%
-# NBVAL_CHECK_OUTPUT
-config = training.default_config(
-    BACKBONE, weights=WEIGHTS, img_size=IMG_SIZE, epochs_head=EPOCHS_HEAD, epochs_finetune=EPOCHS_FINETUNE,
-    batch_size=BATCH_SIZE, head_mode=HEAD_MODE, head_batchnorm=HEAD_BATCHNORM, dropout=DROPOUT,
-    label_smoothing=LABEL_SMOOTHING, class_weights=CLASS_WEIGHTS, patience=PATIENCE, val_fraction=VAL_FRACTION,
-    seed=SEED,
+settings = training.Settings(
+    backbone=BACKBONE, weights=WEIGHTS, img_size=IMG_SIZE, epochs_head=EPOCHS_HEAD, epochs_finetune=EPOCHS_FINETUNE,
+    batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, finetune_learning_rate=FINETUNE_LEARNING_RATE,
+    weight_decay=WEIGHT_DECAY, label_smoothing=LABEL_SMOOTHING, dropout=DROPOUT, head_batchnorm=HEAD_BATCHNORM,
+    head_mode=HEAD_MODE, class_weights=CLASS_WEIGHTS, patience=PATIENCE, val_fraction=VAL_FRACTION, seed=SEED,
 )
-print(training_notebook.describe_config(config))
-
-# %% [markdown]
-# ## Train
-#
-# `training.train` (the function `python -m fer_utils train` calls too) runs both phases, one progress bar and one summary line per phase (the
-# per-epoch numbers go to the run's `history.csv` and the curves below), and writes the run folder
-# atomically. It is **resumable**: if the session dies, running this cell again continues from the last
-# finished epoch (and a finished run is simply loaded, unless `OVERWRITE` is true).
-
-# %%
-run = training_notebook.train(context, training_data, config, overwrite=OVERWRITE)
+RUN_DIR = training.start_run(context.runs_dir / BACKBONE, settings, training_data, overwrite=OVERWRITE)
+print(f"run folder: {RUN_DIR}")
 
 # %% [markdown]
 # ## The model
 #
-# The saved model takes raw 48x48 pixels; everything else happens inside it.
+# ### The backbone
+#
+# `models.build_backbone` is `keras.applications.VGG16(include_top=False, weights=...)` plus the
+# offline search for ImageNet weights described above.
 
 # %%
-# NBVAL_CHECK_OUTPUT
-print(training_notebook.describe_model(run.model))
+img_size = IMG_SIZE or models.default_img_size(BACKBONE)
+backbone = models.build_backbone(BACKBONE, img_size, weights=WEIGHTS)
+print(f"{BACKBONE}: {len(backbone.layers)} layers, {backbone.count_params():,} parameters, "
+      f"{img_size}x{img_size}x3 in -> {tuple(backbone.output.shape[1:])} features out")
+
+# %% [markdown]
+# ### The input block
+#
+# The model takes raw 48x48 gray pixels (0..255), as the dataset stores them. Inside it:
+# random augmentation (flip, rotation, zoom, shift, contrast; active only while training), resizing to
+# the backbone's input size, the gray channel repeated to RGB, and VGG16's own `preprocess_input`
+# (ImageNet channel means subtracted). Because these are layers of the saved model, nothing outside
+# it has to repeat them at prediction time.
+
+# %%
+inputs = keras.Input(shape=(48, 48, 1), name="pixels")
+x = models.input_block(inputs, BACKBONE, img_size, seed=SEED)
+
+# %% [markdown]
+# ### The head
+#
+# The backbone is called with `training=False`, so layers such as BatchNormalization keep running in
+# inference mode even when it is unfrozen later. Then the new head: average the feature map to one
+# vector, a Dense layer of 128 ReLU units, Dropout against overfitting, and a softmax over the 7
+# classes (float32 even under mixed precision, for stable probabilities).
+
+# %%
+x = backbone(x, training=False)
+x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+if HEAD_BATCHNORM:
+    x = keras.layers.BatchNormalization(name="head_norm")(x)
+x = keras.layers.Dense(128, activation="relu", name="head_dense")(x)
+x = keras.layers.Dropout(DROPOUT, seed=SEED, name="head_dropout")(x)
+outputs = keras.layers.Dense(len(train.class_names), activation="softmax", dtype="float32", name="predictions")(x)
+model = keras.Model(inputs, outputs, name=f"fer_{BACKBONE}")
+
+# %% [markdown]
+# ## Phase 1: train the head on the frozen backbone
+#
+# Freezing the backbone makes all its weights non-trainable; the summary shows where the parameters are.
+
+# %%
+backbone.trainable = False
+model.summary(line_length=100)
+
+# %% [markdown]
+# **The cached-feature shortcut.** While the backbone is frozen its output for a face never changes,
+# so the features of every training and validation face are computed **once** and the head trains on
+# them: an epoch then costs a few milliseconds instead of a pass through VGG16. `head_model` is a
+# small model made of `model`'s own head layers, so training it trains `model`. The price: the head
+# sees no augmentation in this phase (`HEAD_MODE = "images"` pushes augmented images through the
+# frozen backbone every epoch instead, much slower).
+
+# %%
+if HEAD_MODE == "cached" and not training.phase_done(RUN_DIR, "head"):
+    features = training.backbone_features(model, np.concatenate([train.images, validation.images]))
+    x_train, x_val = features[: len(train)], features[len(train) :]
+    head = training.head_model(model)
+    print(f"features: {x_train.shape} train, {x_val.shape} validation")
+else:
+    x_train, x_val, head = train.images, validation.images, model
+
+# %% [markdown]
+# Compile: AdamW (Adam with decoupled weight decay on the kernels), cross-entropy with a little label
+# smoothing (FER2013's labels are noisy), accuracy as the metric.
+
+# %%
+optimizer = keras.optimizers.AdamW(learning_rate=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])  # decay weights, not offsets and scales
+head.compile(
+    optimizer=optimizer,
+    loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
+    metrics=["accuracy"],
+)
+
+# %% [markdown]
+# Fit. `training.callbacks` are Keras's own: `BackupAndRestore` (rerunning this cell after a crash
+# continues at the next epoch), `ModelCheckpoint` (the best epoch on validation accuracy),
+# `EarlyStopping` (after `PATIENCE` epochs without improvement) and `CSVLogger` (every epoch's
+# numbers), with one progress bar for the phase. `finish_phase` then keeps the best epoch's weights
+# and marks the phase finished, so a rerun loads it instead of training again.
+
+# %%
+y_train, y_val = training.one_hot(train), training.one_hot(validation)
+class_weight = data.class_weights(train.labels) if CLASS_WEIGHTS == "balanced" else None
+if not training.phase_done(RUN_DIR, "head"):
+    head.fit(
+        x_train, y_train, validation_data=(x_val, y_val), epochs=EPOCHS_HEAD, batch_size=BATCH_SIZE,
+        class_weight=class_weight, callbacks=training.callbacks(RUN_DIR, "head", patience=PATIENCE), verbose=0,
+    )
+head_record = training.finish_phase(model, RUN_DIR, "head", trained=head)
+print(f"head: {head_record['epochs_run']} epoch(s) in {head_record['seconds']:.0f} s; best validation accuracy "
+      f"{head_record['best_val_accuracy']:.3f} at epoch {head_record['best_epoch']}")
+
+# %% [markdown]
+# ## Phase 2: fine-tune the top block
+#
+# Unfreeze VGG16's last convolutional block (`block5`, 3 convolutions); everything below stays frozen,
+# and so would any BatchNormalization layer (VGG16 has none; see
+# [04_train_resnet50](04_train_resnet50.ipynb)). The trainable count before and after:
+
+# %%
+before = models.trainable_summary(model)["trainable"]
+unfrozen = training.unfreeze_top(backbone, models.SPECS[BACKBONE].finetune_prefixes)
+after = models.trainable_summary(model)["trainable"]
+print(f"unfrozen: {unfrozen} layers of {BACKBONE}; trainable parameters {before:,} -> {after:,}")
+
+# %% [markdown]
+# Changing `trainable` takes effect at the next `compile`. The new rate is ten times lower, with a
+# short linear warm-up and then a cosine decay to zero over the phase (Keras's `CosineDecay`), so the
+# pretrained weights move a little and settle.
+
+# %%
+steps_per_epoch = math.ceil(len(train) / BATCH_SIZE)
+schedule = training.cosine_schedule(FINETUNE_LEARNING_RATE, EPOCHS_FINETUNE, steps_per_epoch)
+optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=WEIGHT_DECAY)
+optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+model.compile(
+    optimizer=optimizer,
+    loss=keras.losses.CategoricalCrossentropy(label_smoothing=LABEL_SMOOTHING),
+    metrics=["accuracy"],
+)
+
+# %% [markdown]
+# Fit on the images, now with augmentation. Fine-tuning is kept only if one of its epochs beats the
+# head phase's best validation accuracy (`baseline`); otherwise the model goes back to the head phase's
+# weights.
+
+# %%
+if not training.phase_done(RUN_DIR, "finetune"):
+    model.fit(
+        train.images, y_train, validation_data=(validation.images, y_val), epochs=EPOCHS_FINETUNE,
+        batch_size=BATCH_SIZE, class_weight=class_weight, verbose=0,
+        callbacks=training.callbacks(RUN_DIR, "finetune", patience=PATIENCE, baseline=head_record["best_val_accuracy"]),
+    )
+finetune_record = training.finish_phase(model, RUN_DIR, "finetune", fallback="head")
+print(f"fine-tuning: {finetune_record['epochs_run']} epoch(s) in {finetune_record['seconds']:.0f} s; "
+      + ("kept" if finetune_record["kept"] else "no epoch beat the head phase, so its weights are kept"))
+
+# %% [markdown]
+# ## Save the run
+#
+# `training.save_run` writes the folder [05_compare_models](05_compare_models.ipynb) and
+# [06_predict_faces](06_predict_faces.ipynb) read: `model.keras` (raw pixels in, probabilities out),
+# `history.csv`, `config.json` (these settings, the data, the phases) and `val_metrics.json`.
+
+# %%
+run = training.save_run(RUN_DIR, model, settings, training_data, [head_record, finetune_record])
+sorted(path.name for path in run.path.iterdir() if not path.name.startswith("."))
 
 # %% [markdown]
 # ## Training curves
@@ -158,13 +309,15 @@ print(training_notebook.describe_model(run.model))
 plots.plot_training_curves(run.history, title=f"{BACKBONE}: training and validation")
 
 # %%
-training_notebook.phase_table(run.history)
+run.history.groupby("phase", sort=False).agg(
+    epochs=("epoch", "count"), best_val_accuracy=("val_accuracy", "max"), seconds=("seconds", "sum")
+).round(3)
 
 # %% [markdown]
 # ## Evaluate on the validation split
 #
-# These numbers steer model selection, so they are slightly optimistic; the unbiased test-set numbers
-# come once, in [05_compare_models](05_compare_models.ipynb).
+# These numbers steered the choice of epochs, so they are slightly optimistic; the unbiased test-set
+# numbers come once, in [05_compare_models](05_compare_models.ipynb).
 
 # %%
 result = evaluation.evaluate_model(run, validation, n_boot=0)
@@ -182,19 +335,17 @@ plots.plot_confusion_matrices({BACKBONE: result.confusion}, validation.class_nam
 # regression check of the whole pipeline: it fails the notebook (and CI) when the model learned nothing.
 
 # %%
-print(training_notebook.check_learned(validation, result, smoke=SMOKE))
-
-# %% [markdown]
-# ## Where the run went
-
-# %%
-# NBVAL_CHECK_OUTPUT
-training_notebook.run_files(run)
+print(training.check_learned(validation, result, smoke=SMOKE))
 
 # %% [markdown]
 # ## Conclusion
 
 # %%
-from IPython.display import Markdown
-
-Markdown(training_notebook.conclusion(run, result, smoke=SMOKE))
+Markdown(
+    f"{BACKBONE} ({run.config['weights']['description']}, {run.config['img_size']} px input) reached "
+    f"**{result.metrics['accuracy']:.1%}** validation accuracy and {result.metrics['macro_f1']:.3f} macro-F1 after "
+    f"{len(run.history)} epochs (head: {head_record['seconds']:.0f} s, fine-tuning: {finetune_record['seconds']:.0f} s); "
+    + ("the fine-tuned weights were kept. " if finetune_record["kept"] else "fine-tuning did not beat the head phase, so its weights were kept. ")
+    + ("**Smoke run with random weights on drawn faces: the numbers only show that the pipeline works.** " if SMOKE else "")
+    + f"The run is saved in `{run.path.name}/` for [05_compare_models](05_compare_models.ipynb)."
+)
