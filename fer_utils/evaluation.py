@@ -30,7 +30,6 @@ class EvaluationResult:
     metrics: dict  # compute_metrics(...)
     per_class: pd.DataFrame  # per_class_table(...)
     confusion: np.ndarray  # (K, K) counts, rows true, columns predicted
-    confusion_normalized: np.ndarray  # rows divided by their counts
     confidence_intervals: dict  # {"accuracy": bootstrap_ci(...), "macro_f1": ...}
     images_per_second: float | None = None
     tta: bool = False
@@ -43,7 +42,7 @@ class EvaluationResult:
         """Predicted class index per image."""
         return self.proba.argmax(axis=1)
 
-    def to_dict(self, include_predictions: bool = False) -> dict:
+    def to_dict(self) -> dict:
         """A JSON-ready summary (numbers, lists and strings only)."""
         summary = {
             "name": self.name,
@@ -59,13 +58,11 @@ class EvaluationResult:
                 for class_name, row in self.per_class.to_dict(orient="index").items()
             },
             "confusion_matrix": self.confusion.astype(int).tolist(),
-            "confusion_matrix_normalized": np.round(self.confusion_normalized, 6).tolist(),
+            "confusion_matrix_normalized": np.round(confusion(self.y_true, self.y_pred, len(self.class_names),
+                                                             normalize="true"), 6).tolist(),
         }
         if self.members:
             summary["members"] = list(self.members)
-        if include_predictions:
-            summary["y_true"] = self.y_true.tolist()
-            summary["proba"] = np.round(self.proba, 6).tolist()
         return summary
 
 
@@ -92,7 +89,6 @@ def evaluate_proba(y_true, proba, class_names: Sequence[str], name: str = "model
         metrics=compute_metrics(labels, proba, class_names),
         per_class=per_class_table(labels, predictions, class_names),
         confusion=confusion(labels, predictions, len(class_names)),
-        confusion_normalized=confusion(labels, predictions, len(class_names), normalize="true"),
         confidence_intervals=intervals,
         **extra,
     )
@@ -175,6 +171,4 @@ def _parameter_count(config: Mapping, model) -> int | None:
     """The run's recorded `n_params`, else the model's weight count (None for a stand-in without weights)."""
     if isinstance(config.get("n_params"), (int, float)):
         return int(config["n_params"])
-    if not hasattr(model, "count_params"):
-        return None
-    return int(model.count_params())
+    return int(model.count_params()) if hasattr(model, "count_params") else None

@@ -77,10 +77,8 @@ def _load_path(path: Path) -> runs.Run:
             "Re-run training to write it again, or point --model to another run."
         ) from None
     fix = f"Write the class names, in output order, to {run_dir / runs.CLASS_NAMES_FILE}."
-    if class_names is None:
-        _check_outputs(model, CLASS_NAMES, f"'{model_path}' (with no {runs.CLASS_NAMES_FILE} beside it)", fix)
-    else:
-        _check_outputs(model, class_names, f"'{model_path}'", fix)
+    where = f"'{model_path}'" + ("" if class_names else f" (with no {runs.CLASS_NAMES_FILE} beside it)")
+    _check_outputs(model, class_names or CLASS_NAMES, where, fix)
     return runs.Run(path=run_dir, model=model, config=config, history=history,
                     class_names=tuple(class_names or CLASS_NAMES), val_metrics=val_metrics)
 

@@ -146,7 +146,8 @@ def compute_metrics(y_true, proba, class_names: Sequence[str] | None = None, n_b
     _check_label_range(labels, num_classes, "y_true")
     n = int(labels.shape[0])
     if n == 0:
-        return {"n": 0, **dict.fromkeys(("accuracy", "balanced_accuracy", "macro_f1", "top2_accuracy", "log_loss", "ece"), float("nan"))}
+        names = ("accuracy", "balanced_accuracy", "macro_f1", "top2_accuracy", "log_loss", "ece")
+        return {"n": 0, **dict.fromkeys(names, float("nan"))}
     matrix = confusion(labels, proba.argmax(axis=1), num_classes)
     # Stable sort of the negated probabilities: on ties the lower class index ranks first.
     top2 = np.argsort(-proba, axis=1, kind="stable")[:, : min(2, num_classes)]

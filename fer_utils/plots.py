@@ -37,9 +37,6 @@ def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-# =============================================================================================
-# Training curves
-# =============================================================================================
 def _epoch_axis(history: pd.DataFrame) -> np.ndarray:
     # A history whose epoch numbers restart in each phase is drawn end to end: 1, 2, 3, ... per row.
     if "epoch" in history and len(history) and np.all(np.diff(history["epoch"].to_numpy()) > 0):
@@ -109,9 +106,6 @@ def plot_validation_curves(histories: Mapping[str, pd.DataFrame]):
     return figure
 
 
-# =============================================================================================
-# Confusion matrices, per-class scores, calibration
-# =============================================================================================
 def plot_confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence[str]):
     """Confusion-matrix heatmaps side by side ({model name: (K, K) counts, rows true, columns predicted}).
 
@@ -189,9 +183,6 @@ def plot_reliability_diagram(calibration: Mapping[str, tuple[pd.DataFrame, float
     return figure
 
 
-# =============================================================================================
-# Faces
-# =============================================================================================
 def _face(image) -> np.ndarray:
     """A face as a 2-D (grayscale) or 3-D RGB array for imshow."""
     image = np.asarray(image)
@@ -257,9 +248,6 @@ def plot_gradcam(images, heatmaps, titles: Sequence[str] | None = None, title: s
     return figure
 
 
-# =============================================================================================
-# Data exploration, augmentation, face predictions (notebooks 01, 02 and 06)
-# =============================================================================================
 def plot_class_counts(summary: pd.DataFrame, title: str = "Images per class"):
     """Grouped bars of images per class and split, from `fer_utils.data.dataset_summary`."""
     table = summary.drop(index="total", errors="ignore").drop(columns="total", errors="ignore")

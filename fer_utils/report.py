@@ -139,9 +139,6 @@ def _unique_name(name: str, taken: Sequence[str]) -> str:
     return candidate
 
 
-# =============================================================================================
-# Tables
-# =============================================================================================
 def mcnemar_table(results: Sequence[EvaluationResult]) -> pd.DataFrame:
     """McNemar's exact test for every pair: model_a, model_b, b, c, n_discordant, p_value, p_value_holm."""
     rows = []
@@ -252,9 +249,6 @@ def _format_optional(value, spec: str) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
-# =============================================================================================
-# Text
-# =============================================================================================
 HEADLINE_METRICS = (
     ("accuracy", "Accuracy"), ("balanced_accuracy", "Balanced accuracy"), ("macro_f1", "Macro-F1"),
     ("top2_accuracy", "Top-2 accuracy"), ("log_loss", "Log loss"), ("ece", "Expected calibration error"),
@@ -342,9 +336,6 @@ def _summary_markdown(results, mcnemar: pd.DataFrame, settings: dict, figures: d
     return "\n".join(lines) + "\n"
 
 
-# =============================================================================================
-# Figures
-# =============================================================================================
 def _comparison_figures(results: Sequence[EvaluationResult], histories: dict, images: np.ndarray, out_dir: Path) -> dict:
     """Write the comparison figures; return {figure key: file name}."""
     figures = {}

@@ -110,9 +110,6 @@ def best_run(root: str | os.PathLike, metric: str = "accuracy") -> Path:
     return max(candidates)[2]
 
 
-# ---------------------------------------------------------------------------------------------
-# Owning a run folder: the marker, deleting only what the project wrote
-# ---------------------------------------------------------------------------------------------
 class RunFolderError(ValueError):
     """A folder that cannot be used as a run folder: a file, or someone else's files."""
 
@@ -155,9 +152,6 @@ def remove_artifacts(run_dir: str | os.PathLike) -> None:
     remove_stale_temporaries(run_dir, older_than_s=0)
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading a run folder: every file is checked, errors name the file and the field
-# ---------------------------------------------------------------------------------------------
 def load_history(run_dir: str | os.PathLike):
     """history.csv of a run folder as a DataFrame (empty when missing), its numeric columns checked."""
     import pandas as pd
@@ -192,11 +186,11 @@ def read_config(run_dir: str | os.PathLike) -> dict:
     if "class_names" in config:
         _check_class_names(path, config["class_names"], field="class_names")
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    sizes = [(field, config) for field in ("n_params", "img_size", "train_size", "val_size")]
-    for field, holder in sizes + [(f"data.{field}", data) for field in ("train_size", "val_size")]:
-        key = field.rsplit(".", 1)[-1]
-        if key in holder and not _is_number(holder[key], low=0, integer=True):
-            _field_error(path, field, "a non-negative integer", holder[key])
+    counts = {field: config.get(field) for field in ("n_params", "img_size", "train_size", "val_size")}
+    counts.update({f"data.{field}": data.get(field) for field in ("train_size", "val_size")})
+    for field, value in counts.items():
+        if value is not None and not _is_number(value, low=0, integer=True):
+            _field_error(path, field, "a non-negative integer", value)
     wall_time = config.get("wall_time_s")
     if wall_time is not None:
         for key, value in wall_time.items() if isinstance(wall_time, dict) else [("", wall_time)]:
@@ -206,24 +200,8 @@ def read_config(run_dir: str | os.PathLike) -> dict:
 
 
 def data_provenance(config: dict) -> dict:
-    """config.json's `data` entry (path, source, fingerprint, validation, sizes), also for older runs.
-
-    Older runs recorded the data path as a string under `data` or as `dataset: {path, source}`, with
-    the fingerprint and sizes at the top level; those are read into the same keys (None if unknown).
-    """
-    provenance = config.get("data")
-    if isinstance(provenance, dict):
-        return dict(provenance)
-    legacy = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}
-    return {
-        "path": provenance if isinstance(provenance, str) else legacy.get("path"),
-        "source": legacy.get("source") or ("argument" if isinstance(provenance, str) else None),
-        "fingerprint": config.get("dataset_fingerprint"),
-        "validation": config.get("val_source"),
-        "train_size": config.get("train_size"),
-        "val_size": config.get("val_size"),
-        "train_class_counts": config.get("train_class_counts"),
-    }
+    """config.json's `data` record (path, source, fingerprint, validation, sizes); {} when it has none."""
+    return dict(config["data"]) if isinstance(config.get("data"), dict) else {}
 
 
 def read_class_names(run_dir: str | os.PathLike) -> list[str] | None:

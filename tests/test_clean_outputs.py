@@ -86,9 +86,9 @@ def test_quiet_tensorflow_leaves_stderr_empty_through_import_fit_and_predict():
         backend.quiet_tensorflow()
         import numpy as np, keras
         from fer_utils import models
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        model = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
         model.compile("adam", "categorical_crossentropy")
-        x, y = np.random.rand(40, 4).astype("float32"), keras.utils.to_categorical(np.arange(40) % 3, 3)
+        x, y = np.random.rand(40, 2, 2, 1).astype("float32"), keras.utils.to_categorical(np.arange(40) % 3, 3)
         model.fit(x, y, epochs=1, batch_size=8, verbose=0)
         for size in (5, 7, 9, 11, 13, 17):  # varying sizes, as in a loop over runs
             models.predict(model, x[:size])
