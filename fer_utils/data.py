@@ -75,12 +75,9 @@ class DatasetLocation:
 
 # --- Cache ----------------------------------------------------------------------------------------
 def _cached(cache, key: str, decode, keys=("images", "labels"), labels=None) -> dict:
-    """The arrays cached under `key`, else `decode()`'s, stored there for the next load.
-
-    `cache` is True (the default folder), a folder, or False/None (neither read nor written). A
-    file that cannot be read or holds the wrong arrays is a miss: warned once, decoded again,
-    replaced. An unwritable cache costs a warning, not the load.
-    """
+    """The arrays cached under `key`, else `decode()`'s, stored for the next load. `cache`: True (the
+    default folder), a folder, or False/None. A damaged file is a miss: warned once, decoded again,
+    replaced. An unwritable cache costs a warning, not the load."""
     folder = None if cache is False or cache is None else files.default_cache_dir() if cache is True else Path(cache)
     path = folder / f"{key}.npz" if folder is not None else None
     if path is not None and path.is_file():
@@ -160,10 +157,8 @@ def _list_split_files(split_dir: Path) -> tuple[list[str], np.ndarray, list[tupl
 
 
 def dataset_fingerprint(path: str | os.PathLike) -> str:
-    """A short hash of a dataset's file list (names, sizes, modification times): a root, a split folder or a csv.
-
-    Any added, removed, renamed or rewritten file changes it.
-    """
+    """A short hash of the file list (names, sizes, modification times) of a root, a split folder or a csv:
+    any added, removed, renamed or rewritten file changes it."""
     path = _existing_path(path)
     if path.is_file():
         stat = path.stat()
@@ -242,12 +237,9 @@ def load_split(path: str | os.PathLike, cache=True, progress: bool = True) -> Sp
 
 # --- fer2013.csv ----------------------------------------------------------------------------------
 def load_csv(path: str | os.PathLike, cache=True, progress: bool = True) -> dict[str, Split]:
-    """Load the original `fer2013.csv` (`emotion,pixels,Usage`).
-
-    Returns `train` (Training rows), `public_test`, `private_test`, and `test` = PublicTest then
-    PrivateTest (as in the msambare folder's `test/`); splits with no rows are left out. A bad row
-    is a ValueError naming it (1-based, the header is row 1).
-    """
+    """Load the original `fer2013.csv` (`emotion,pixels,Usage`): `train`, `public_test`, `private_test`
+    and `test` (PublicTest then PrivateTest, as in the msambare `test/`), each when it has rows. A bad
+    row is a ValueError naming it (1-based, the header is row 1)."""
     csv_path = _existing_path(path)
     stat = csv_path.stat()
     key = "csv-" + _hash([str(csv_path.resolve()), stat.st_size, stat.st_mtime_ns])

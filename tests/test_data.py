@@ -2,7 +2,6 @@
 
 import os
 import stat
-import warnings
 from pathlib import Path
 
 import numpy as np
