@@ -1,34 +1,14 @@
-"""Backend-specific code: the one module of the package that imports tensorflow, jax or torch.
+"""Backend-specific code: the one module that imports tensorflow, jax or torch, each inside a function.
 
-Everything else speaks Keras 3, which runs on TensorFlow (the default), JAX and PyTorch alike. The
-few things Keras does not expose live here, each with one implementation per backend, chosen by
-the backend Keras was started with (`active_backend`):
-
-| function | tensorflow | jax | torch |
-| --- | --- | --- | --- |
-| `gpu_names` | `tf.config` device details | `jax.devices("gpu")` | `torch.cuda` |
-| `enable_memory_growth` | per-GPU memory growth | no preallocation | (grows by default) |
-| `distribution` | `MirroredStrategy` on several GPUs | `keras.distribution.DataParallel` | one device |
-| `enable_op_determinism` | `enable_op_determinism` | (XLA's CPU ops are) | `use_deterministic_algorithms` |
-| `class_score_gradients` | `tf.GradientTape` | `jax.grad` | `torch.autograd.grad` |
-| `export_onnx` | tf2onnx on a frozen graph | (Keras's own exporter) | (Keras's own exporter) |
-
-A backend is fixed when Keras is first imported: `select_backend` sets `KERAS_BACKEND` before
-that (the notebooks' `BACKEND` parameter), and refuses a change once Keras is loaded. The
-frameworks are imported inside each function, so importing this module is free.
-
-It is also the one place that keeps TensorFlow's C++ log lines out of notebooks and consoles:
-`quiet_tensorflow()` (called by `notebook.setup` and the command line before anything imports
-TensorFlow) sets `TF_CPP_MIN_LOG_LEVEL=3` and imports TensorFlow with the process's stderr
-filtered. Level 3 alone is not enough: the CUDA stub logs "Could not find cuda drivers" through
-absl *while TensorFlow is imported*, before TensorFlow reads the variable, so that import runs with
-file descriptor 2 captured, and any captured line that is not known start-up noise is passed on.
+Everything else speaks Keras 3. What Keras does not expose lives here, one implementation per backend
+(`active_backend`): GPU names, GPU memory growth, op determinism, class-score gradients (Grad-CAM),
+ONNX export. `select_backend` fixes the backend before Keras is imported (a notebook's `BACKEND`);
+`quiet_tensorflow` keeps TensorFlow's C++ log lines out of notebooks and consoles.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.util
 import json
 import os
@@ -36,7 +16,6 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, ContextManager
 
 BACKENDS = ("tensorflow", "jax", "torch")
 BACKEND_VARIABLE = "KERAS_BACKEND"
@@ -60,16 +39,11 @@ LOG_NOISE = re.compile("|".join(LOG_NOISE_PATTERNS), re.MULTILINE)
 
 
 def quiet_tensorflow(import_now: bool = True) -> None:
-    """Keep TensorFlow's C++ start-up and runtime log lines off stderr; call before TF is imported.
-
-    Sets `TF_CPP_MIN_LOG_LEVEL=3` (unless the user set it) and, if TensorFlow is installed and not
-    imported yet, imports it with file descriptor 2 captured, dropping the lines matching `LOG_NOISE` and
-    passing any other line on. Calling it again, after TensorFlow was imported, or with
-    `import_now=False` (for code that may never need TensorFlow), only sets the variable.
-    """
+    """Keep TensorFlow's C++ log lines off stderr: set `TF_CPP_MIN_LOG_LEVEL=3` and (unless `import_now`
+    is False) import TensorFlow now, passing on only stderr lines that are not `LOG_NOISE`. Level 3
+    alone is not enough: the CUDA stub logs through absl while TensorFlow is imported."""
     os.environ.setdefault(LOG_LEVEL_VARIABLE, "3")
-    # On every backend, not only TensorFlow's: Keras's `set_random_seed` imports TensorFlow to seed
-    # it whenever it is installed, so it arrives under JAX and PyTorch too.
+    # On every backend: Keras's `set_random_seed` imports TensorFlow whenever it is installed.
     if not import_now or "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
         return
     with _stderr_filtered():
@@ -85,10 +59,8 @@ def _stderr_filtered():
         yield
         return
     with tempfile.TemporaryFile() as capture:
-        try:
+        with contextlib.suppress(AttributeError, ValueError):
             sys.stderr.flush()
-        except (AttributeError, ValueError):
-            pass
         os.dup2(capture.fileno(), 2)
         try:
             yield
@@ -102,23 +74,16 @@ def _stderr_filtered():
         print("\n".join(kept), file=sys.stderr)
 
 
-# =============================================================================================
-# Which backend
-# =============================================================================================
+# --- Which backend --------------------------------------------------------------------------------
 def active_backend() -> str:
-    """The Keras backend of this process: Keras's own once it is imported, else what it will pick.
-
-    Before Keras is imported this follows Keras's rule without importing it (which would fix the
-    backend): the `KERAS_BACKEND` variable, else the "backend" entry of Keras's keras.json, else
-    TensorFlow.
-    """
+    """The Keras backend of this process: Keras's own once imported, else what it will pick without
+    importing it (which would fix it): `$KERAS_BACKEND`, else keras.json's "backend", else TensorFlow."""
     if "keras" in sys.modules:
         import keras
 
         return keras.config.backend()
-    configured = os.environ.get(BACKEND_VARIABLE)
-    if configured:
-        return configured
+    if os.environ.get(BACKEND_VARIABLE):
+        return os.environ[BACKEND_VARIABLE]
     keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     try:
         return json.loads((Path(keras_home) / "keras.json").read_text()).get("backend") or DEFAULT_BACKEND
@@ -127,12 +92,10 @@ def active_backend() -> str:
 
 
 def select_backend(backend: str | None) -> str:
-    """Make `backend` ("tensorflow", "jax" or "torch") the one Keras starts with; return the active one.
+    """Make `backend` ("tensorflow", "jax", "torch"; None: `active_backend`) the one Keras starts with.
 
-    None keeps what Keras would pick (`active_backend`). Call it before anything imports Keras:
-    once Keras is loaded its backend cannot change, so asking for another one is a RuntimeError
-    that says to restart the kernel. A backend whose package is not installed is a ValueError
-    naming the pip command.
+    Call it before anything imports Keras: once Keras is loaded, asking for another backend is a
+    RuntimeError that says to restart the kernel. Returns the backend.
     """
     if backend is None:
         return active_backend()
@@ -154,11 +117,9 @@ def select_backend(backend: str | None) -> str:
     return backend
 
 
-# =============================================================================================
-# Devices
-# =============================================================================================
+# --- Devices --------------------------------------------------------------------------------------
 def gpu_names() -> list[str]:
-    """Return one human-readable name per visible GPU (e.g. ["Tesla T4", "Tesla T4"]); [] on CPU."""
+    """One name per visible GPU (e.g. ["Tesla T4", "Tesla T4"]); [] on a CPU."""
     backend = active_backend()
     if backend == "jax":
         import jax
@@ -175,86 +136,27 @@ def gpu_names() -> list[str]:
         return [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
     import tensorflow as tf
 
-    names = []
-    for device in tf.config.list_physical_devices("GPU"):
-        try:
-            details = tf.config.experimental.get_device_details(device)
-        except (ValueError, RuntimeError):
-            details = {}
-        names.append(str(details.get("device_name") or device.name))
-    return names
+    return [str(tf.config.experimental.get_device_details(device).get("device_name") or device.name)
+            for device in tf.config.list_physical_devices("GPU")]
 
 
 def enable_memory_growth() -> None:
-    """Let the backend take GPU memory as needed instead of all of it up front (no-op on CPU).
-
-    TensorFlow: memory growth per GPU. JAX: no preallocation of 75% of the GPU (read when JAX
-    first uses the GPU, so it only helps before that). PyTorch's allocator grows by default.
-    Must run before the first GPU operation; later calls change nothing.
-    """
+    """Let the backend take GPU memory as needed, not all up front; call before the first GPU operation
+    (JAX reads its variable when it first uses the GPU; PyTorch's allocator grows by default)."""
     backend = active_backend()
     if backend == "jax":
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        return
-    if backend != "tensorflow":
-        return
-    import tensorflow as tf
-
-    for device in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(device, True)
-        except RuntimeError:
-            # The GPU is already initialised; its memory policy can no longer change.
-            pass
-
-
-@dataclasses.dataclass(frozen=True)
-class Distribution:
-    """How training spreads over the visible devices.
-
-    Attributes:
-        replicas: How many devices share each batch (1 on a CPU or one GPU).
-        scope: A context manager factory: build, compile and fit models inside `scope()`.
-        description: One line for logs, e.g. "MirroredStrategy over 2 GPUs".
-    """
-
-    replicas: int
-    scope: Callable[[], ContextManager]
-    description: str
-
-
-def distribution() -> Distribution:
-    """The data-parallel setup for the visible devices.
-
-    Several GPUs (e.g. Kaggle's 2x T4) split each batch between them: TensorFlow through a
-    `MirroredStrategy`, JAX through `keras.distribution.DataParallel`. PyTorch under Keras trains
-    on one device. One GPU or the CPU gets a no-op scope.
-    """
-    backend = active_backend()
-    gpus = gpu_names()
-    if len(gpus) > 1 and backend == "tensorflow":
+    elif backend == "tensorflow":
         import tensorflow as tf
 
-        strategy = tf.distribute.MirroredStrategy()
-        return Distribution(int(strategy.num_replicas_in_sync), strategy.scope,
-                            f"MirroredStrategy over {strategy.num_replicas_in_sync} GPUs")
-    if len(gpus) > 1 and backend == "jax":
-        import keras
-
-        devices = keras.distribution.list_devices("gpu")
-        data_parallel = keras.distribution.DataParallel(devices=devices)
-        return Distribution(len(devices), data_parallel.scope, f"DataParallel over {len(devices)} GPUs")
-    device = "one GPU" if gpus else "the CPU"
-    return Distribution(1, contextlib.nullcontext, f"{device} ({backend})")
+        for device in tf.config.list_physical_devices("GPU"):
+            with contextlib.suppress(RuntimeError):  # already initialised: its policy can no longer change
+                tf.config.experimental.set_memory_growth(device, True)
 
 
 def enable_op_determinism() -> None:
-    """Make the backend's ops deterministic (same seed -> same result), where it offers that.
-
-    Cheap on the CPU, where it is used. TensorFlow: op determinism. JAX: XLA's CPU ops already
-    are. PyTorch: deterministic algorithms (warning, not failing, where an op has none). On GPUs
-    some kernels have no deterministic version, so the training code does not call it there.
-    """
+    """Same seed, same result, where the backend offers it (JAX's CPU ops already are); for the CPU,
+    as on GPUs some kernels have no deterministic version."""
     backend = active_backend()
     if backend == "torch":
         import torch
@@ -266,17 +168,13 @@ def enable_op_determinism() -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-# =============================================================================================
-# Gradients (Grad-CAM)
-# =============================================================================================
+# --- Gradients (Grad-CAM) -------------------------------------------------------------------------
 def class_score_gradients(feature_model, score_fn, inputs, class_indices=None):
-    """Feature maps and the gradient of one class score per image with respect to them (for Grad-CAM).
+    """Feature maps and the gradient of one class score per image with respect to them (Grad-CAM).
 
-    `feature_model(inputs, training=False)` returns `(feature_maps, features)`, a functional Keras
-    model; `score_fn(features)` returns class scores of shape (N, num_classes). For each image the
-    score of `class_indices[i]` (default: its highest-scoring class) is differentiated with respect
-    to that image's feature maps; images in a batch do not interact at inference, so one backward
-    pass serves the batch. Returns numpy arrays `(feature_maps, gradients, class_indices)`.
+    `feature_model` is a functional Keras model returning `(feature_maps, features)`; `score_fn(features)`
+    gives class scores (N, classes). Each image's score of `class_indices[i]` (default: its top class)
+    is differentiated. Returns numpy arrays `(feature_maps, gradients, class_indices)`.
     """
     backend = active_backend()
     if backend == "jax":
@@ -306,20 +204,16 @@ def _tensorflow_class_score_gradients(feature_model, score_fn, inputs, class_ind
 
 
 def _jax_class_score_gradients(feature_model, score_fn, inputs, class_indices):
-    """JAX differentiates functions, not recorded tensors: the part of the model after the feature
-    maps becomes a function of them. It is cut from the model's own graph with the feature maps as
-    an extra input, so paths that bypass them (a residual branch) still start from the image."""
+    # JAX differentiates functions: the model after the feature maps is cut from its own graph with the
+    # maps as an extra input, so paths that bypass them (a residual branch) still start from the image.
     import jax
     import jax.numpy as jnp
     import keras
     import numpy as np
 
     inputs = jnp.asarray(inputs)
-    maps_tensor, features_tensor = feature_model.outputs
-    if features_tensor is maps_tensor:  # the feature maps are the backbone's output itself
-        rest = None
-    else:
-        rest = keras.Model([*feature_model.inputs, maps_tensor], features_tensor)
+    maps_out, features_out = feature_model.outputs
+    rest = None if features_out is maps_out else keras.Model([*feature_model.inputs, maps_out], features_out)
     feature_maps = feature_model(inputs, training=False)[0]
 
     def scores_of(maps):
@@ -331,8 +225,7 @@ def _jax_class_score_gradients(feature_model, score_fn, inputs, class_indices):
     class_indices = jnp.asarray(class_indices, dtype=jnp.int32)
 
     def chosen_total(maps):
-        # Each image's chosen score depends on its own maps only, so the gradient of the sum is
-        # every image's own gradient.
+        # Each image's score depends on its own maps only: the gradient of the sum is each image's own.
         return jnp.sum(jnp.take_along_axis(scores_of(maps), class_indices[:, None], axis=1))
 
     gradients = jax.grad(chosen_total)(feature_maps)
@@ -360,28 +253,21 @@ def _torch_class_score_gradients(feature_model, score_fn, inputs, class_indices)
             class_indices.detach().cpu().numpy())
 
 
-# =============================================================================================
-# Export
-# =============================================================================================
+# --- Export ---------------------------------------------------------------------------------------
 def export_onnx(model, path, input_shape, opset: int | None = None) -> None:
-    """Write `model`, called with `training=False`, to the ONNX file `path` through tf2onnx (TensorFlow backend).
+    """Write `model` (inference mode) to the ONNX file `path` via tf2onnx; input "pixels" of shape
+    (batch, *input_shape), output "probabilities". TensorFlow backend only.
 
-    `input_shape` is one input's shape without the batch axis; the batch axis stays free. The
-    graph is frozen first (variables and captured constants become ONNX initializers). Keras's own
-    ONNX export hands tf2onnx the unfrozen function, which turns constants captured by a layer,
-    such as a `Normalization` layer's fixed mean and variance (the caffe-style preprocessing of
-    VGG16 and ResNet50), into extra graph inputs that no caller feeds. The ONNX graph's input is
-    named "pixels" and its output "probabilities".
+    The graph is frozen first: Keras's own ONNX export leaves constants captured by a layer (the
+    fixed mean and variance of VGG16/ResNet50 preprocessing) as extra inputs that no caller feeds.
     """
     import tensorflow as tf
     import tf2onnx
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    try:  # Keras's fix of tf2onnx's constant folding under numpy 2, where this Keras has it.
+    with contextlib.suppress(ImportError):  # Keras's fix of tf2onnx's constant folding under numpy 2
         from keras.src.export.tf2onnx_lib import patch_tf2onnx
-    except ImportError:
-        patch_tf2onnx = None
-    if patch_tf2onnx is not None:
+
         patch_tf2onnx()
     signature = tf.TensorSpec((None, *input_shape), tf.float32, name="pixels")
     function = tf.function(lambda pixels: model(pixels, training=False), input_signature=[signature])

@@ -88,18 +88,12 @@ def test_a_missing_backend_package_names_the_pip_command():
 
 
 def test_devices_on_this_cpu():
-    import keras
-
     if backend.gpu_names():
         pytest.skip("this machine has a GPU")
-    devices = backend.distribution()
-    assert devices.replicas == 1
-    assert keras.config.backend() in devices.description and "CPU" in devices.description
-    with devices.scope():
-        model = models.build_model("small_cnn", weights=None, augment=False)
-    assert model.output_shape == (None, len(models.CLASS_NAMES))
     backend.enable_memory_growth()  # no GPU: changes nothing and does not fail
     backend.enable_op_determinism()
+    model = models.build_model("small_cnn", weights=None, augment=False)
+    assert model.output_shape == (None, len(models.CLASS_NAMES))
 
 
 def _feature_model_with_a_bypass():
