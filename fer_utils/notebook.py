@@ -1,13 +1,8 @@
-"""What the notebooks' single setup cell calls: seeds, data discovery, and a report of the environment.
+"""The notebooks' setup cell: `context = notebook.setup(data=DATA, seed=SEED)`.
 
-Every notebook starts with a parameters cell and then one setup cell:
-
-    from fer_utils import notebook
-    context = notebook.setup(data=DATA, seed=SEED)
-
-`setup` sets the seeds, finds the dataset (real FER2013 when it is present, else the demo dataset with a
-visible notice), and prints the library versions, the Keras backend and the device, so that every
-executed notebook records what it ran on.
+It chooses the Keras backend, sets the seeds, finds the dataset (FER2013 when present, else the demo
+dataset with a visible notice) and the runs folder, and prints versions, backend and device, so that
+every executed notebook records what it ran on.
 """
 
 from __future__ import annotations
@@ -18,16 +13,15 @@ import warnings
 from pathlib import Path
 
 RUNS_VARIABLE = "FER_RUNS_DIR"
-KAGGLE_WORKING_DIR = Path("/kaggle/working")
 COLAB_DRIVE_MOUNT = Path("/content/drive")
-COLAB_DRIVE_RUNS_DIR = COLAB_DRIVE_MOUNT / "MyDrive" / "fer-notebooks" / "runs"
 
 
 @dataclasses.dataclass(frozen=True)
 class NotebookContext:
-    """What the setup cell found: where the data and the runs are, and what the notebook runs on."""
+    """What the setup cell found: the data (`fer_utils.data.DatasetLocation`), the runs folder, the
+    platform ("colab", "kaggle", "local"), the device (`environment.device_summary`) and the seed."""
 
-    data: "object"  # fer_utils.data.DatasetLocation
+    data: "object"
     runs_dir: Path
     platform: str
     device: dict
@@ -37,36 +31,27 @@ class NotebookContext:
     def data_path(self) -> Path:
         return self.data.path
 
-    @property
-    def is_demo(self) -> bool:
-        return self.data.is_demo
 
-
-def default_runs_dir(platform: str = "local", on_drive: bool = False) -> Path:
-    """Where training notebooks write run folders and notebooks 05-06 read them.
-
-    `$FER_RUNS_DIR` when set; on Kaggle `/kaggle/working/runs` (kept with the notebook's output);
-    on Colab with `on_drive` a folder on Google Drive (a Colab VM forgets `runs/` when it
-    disconnects, and resuming a run needs it; the caller mounts Drive); else `./runs`.
-    """
+def _default_runs_dir(platform: str = "local", on_drive: bool = False) -> Path:
+    """`$FER_RUNS_DIR`; on Kaggle /kaggle/working/runs (kept with the notebook's output); on Colab with
+    `on_drive` a folder on Google Drive (the VM forgets `runs/` when it disconnects); else ./runs."""
     if os.environ.get(RUNS_VARIABLE):
         return Path(os.environ[RUNS_VARIABLE])
     if platform == "kaggle":
-        return KAGGLE_WORKING_DIR / "runs"
+        return Path("/kaggle/working/runs")
     if platform == "colab" and on_drive:
-        return COLAB_DRIVE_RUNS_DIR
+        return COLAB_DRIVE_MOUNT / "MyDrive" / "fer-notebooks" / "runs"
     return Path("runs")
 
 
-def mount_google_drive() -> None:
-    """Mount Google Drive at /content/drive (Colab asks the user for permission once)."""
-    from google.colab import drive
+def _mount_google_drive() -> None:
+    from google.colab import drive  # Colab asks the user for permission once
 
     drive.mount(str(COLAB_DRIVE_MOUNT))
 
 
-def locate_data(data=None):
-    """Resolve a notebook's `DATA` parameter: None discovers, "demo" forces the demo dataset, else a path."""
+def _locate_data(data=None):
+    """A notebook's `DATA`: None discovers (`data.find_dataset`), "demo" forces the demo dataset, else a path."""
     from fer_utils import data as data_module
     from fer_utils.demo import demo_dataset_path
 
@@ -78,83 +63,61 @@ def locate_data(data=None):
         return data_module.find_dataset(data)
 
 
-def setup(
-    data=None,
-    seed: int = 42,
-    runs_dir=None,
-    quiet: bool = False,
-    runs_on_drive: bool = False,
-    weights_dir=None,
-    backend: str | None = None,
-) -> NotebookContext:
+def setup(data=None, seed: int = 42, runs_dir=None, quiet: bool = False, runs_on_drive: bool = False,
+          weights_dir=None, backend: str | None = None) -> NotebookContext:
     """Choose the Keras backend, set seeds, find the data and the runs folder, check the libraries, print them.
 
-    Args:
-        data: The notebook's `DATA` parameter (see `locate_data`).
-        seed: Seed of everything random.
-        runs_dir: Where run folders go; None picks the platform's default (`default_runs_dir`).
-        quiet: Print nothing.
-        runs_on_drive: On Colab, mount Google Drive and keep the runs there (ignored elsewhere).
-        weights_dir: A folder holding Keras's ImageNet "notop" files; sets `$FER_WEIGHTS_DIR`
-            for this session, so `weights="imagenet"` loads them from there before downloading.
-        backend: The notebook's `BACKEND` parameter: "tensorflow", "jax" or "torch", applied before
-            anything imports Keras (None: `KERAS_BACKEND`, else TensorFlow). A kernel that already
-            runs Keras on another backend is a RuntimeError that says to restart it.
-
-    Returns:
-        A `NotebookContext`.
+    `data`: None finds FER2013 (else the demo data), "demo", or a path. `runs_dir`: None picks
+    `$FER_RUNS_DIR`, /kaggle/working/runs on Kaggle, else ./runs; `runs_on_drive` keeps them on Google
+    Drive on Colab. `weights_dir`: a folder of Keras's ImageNet "notop" files, searched before
+    downloading. `backend`: "tensorflow", "jax" or "torch" (None: `$KERAS_BACKEND`, else TensorFlow).
+    With a GPU, Keras's global dtype policy becomes "mixed_float16" (float16 compute, float32 weights,
+    faster on tensor cores); `keras.mixed_precision.set_global_policy("float32")` undoes it.
     """
     from fer_utils import environment, models
     from fer_utils.backend import quiet_tensorflow, select_backend
 
     select_backend(backend)  # before anything below imports Keras, which fixes its backend
     quiet_tensorflow()  # next, so TensorFlow's C++ log lines never reach the notebook
+    import keras
+
     if weights_dir is not None:
         os.environ[models.WEIGHTS_DIR_VARIABLE] = str(Path(weights_dir).expanduser())
     platform = environment.platform_name()
-    on_drive = bool(runs_on_drive) and platform == "colab" and runs_dir is None and not os.environ.get(RUNS_VARIABLE)
+    default_runs = runs_dir is None and not os.environ.get(RUNS_VARIABLE)
+    on_drive = bool(runs_on_drive) and platform == "colab" and default_runs
     if on_drive:
-        mount_google_drive()
+        _mount_google_drive()
     environment.set_seeds(seed)
-    location = locate_data(data)
-    context = NotebookContext(
-        data=location,
-        runs_dir=Path(runs_dir) if runs_dir is not None else default_runs_dir(platform, on_drive),
-        platform=platform,
-        device=environment.device_summary(),
-        seed=seed,
-    )
-    _show_figures_inline()
-    if not quiet:
-        print(describe(context))
-        for problem in environment.version_problems():
-            _notice("**Unsupported library version.** " + problem)
-        if platform == "colab" and not on_drive and runs_dir is None and not os.environ.get(RUNS_VARIABLE):
-            _notice(
-                f"**Runs are kept on this Colab VM only** (`{context.runs_dir}`), which forgets them when it "
-                "disconnects; resuming a training run needs them. Set `RUNS_ON_DRIVE = True` in the parameters "
-                "cell to keep them on your Google Drive."
-            )
-        if location.is_demo:
-            _show_demo_notice(location.path)
-    return context
-
-
-def describe(context: NotebookContext) -> str:
-    """A few lines naming versions, backend, device, platform, data and seed."""
-    from fer_utils import environment
-
+    location = _locate_data(data)
+    context = NotebookContext(data=location, runs_dir=Path(runs_dir) if runs_dir is not None else
+                              _default_runs_dir(platform, on_drive), platform=platform,
+                              device=environment.device_summary(), seed=seed)
+    if context.device["gpus"]:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if quiet:
+        return context
     versions = environment.library_versions()
-    libraries = " | ".join(f"{name} {version}" for name, version in versions.items() if version)
-    return "\n".join(
-        [
-            libraries,
-            f"Keras backend: {context.device.get('backend')} | device: {context.device.get('device')}"
-            f" | platform: {context.platform}",
-            f"Data: {_display_path(context.data.path)} (found via {context.data.source})",
-            f"Runs folder: {context.runs_dir} | seed: {context.seed} | smoke mode: {environment.smoke_mode()}",
-        ]
-    )
+    print("\n".join([
+        " | ".join(f"{name} {version}" for name, version in versions.items() if version),
+        f"Keras backend: {context.device['backend']} | device: {context.device['device']} | platform: {platform}",
+        *(["Mixed precision: Keras dtype policy mixed_float16 (float16 compute, float32 weights)"]
+          if context.device["gpus"] else []),
+        f"Data: {_display_path(location.path)} (found via {location.source})",
+        f"Runs folder: {context.runs_dir} | seed: {seed} | smoke mode: {environment.smoke_mode()}",
+    ]))
+    for problem in environment.version_problems():
+        _notice("**Unsupported library version.** " + problem)
+    if platform == "colab" and not on_drive and default_runs:
+        _notice(f"**Runs are kept on this Colab VM only** (`{context.runs_dir}`), which forgets them when it "
+                "disconnects; resuming a training run needs them. Set `RUNS_ON_DRIVE = True` in the parameters "
+                "cell to keep them on your Google Drive.")
+    if location.is_demo:
+        _notice("**Demo data.** FER2013 was not found, so this notebook runs on the built-in demo dataset of "
+                "procedurally drawn faces. Every number below describes those drawings, not real faces. To use "
+                "FER2013, set `DATA` in the parameters cell (or `FER_DATA_DIR`), put it in `./data/fer2013`, or "
+                "attach `msambare/fer2013` on Kaggle.")
+    return context
 
 
 def _display_path(path: Path) -> str:
@@ -165,19 +128,8 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def _show_figures_inline() -> None:
-    """Display returned matplotlib Figures as images in Jupyter (fer_utils.plots returns Figures)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell":
-        shell.run_line_magic("matplotlib", "inline")
-
-
 def _notice(message: str) -> None:
-    """Show a warning as a highlighted Markdown block in Jupyter, or as a plain line elsewhere."""
+    """A warning as a highlighted Markdown block in Jupyter, or as a plain line elsewhere."""
     try:
         from IPython import get_ipython
         from IPython.display import Markdown, display
@@ -189,23 +141,11 @@ def _notice(message: str) -> None:
         print("WARNING: " + message.replace("**", "").replace("`", ""))
 
 
-def _show_demo_notice(path: Path) -> None:
-    message = (
-        "**Demo data.** FER2013 was not found, so this notebook runs on the built-in demo dataset of "
-        "procedurally drawn faces. Every number below describes those drawings, not real faces. "
-        "To use FER2013, set `DATA` in the parameters cell (or `FER_DATA_DIR`), put it in "
-        "`./data/fer2013`, or attach `msambare/fer2013` on Kaggle."
-    )
-    _notice(message)
-
-
 def resolve_weights(backbone: str, weights):
-    """Make sure a training notebook's `WEIGHTS` can be used, downloading ImageNet weights now if needed.
+    """A training notebook's `WEIGHTS`, with ImageNet weights downloaded now if needed.
 
-    Returns `weights` unchanged when they are available. When ImageNet weights cannot be had (no
-    internet and no cached file), the library raises `WeightsUnavailableError`; here, so that a
-    notebook can still be stepped through offline, the error is shown prominently with what to do,
-    and None (random weights) is returned: the run then shows that the pipeline works, nothing more.
+    When ImageNet weights cannot be had (offline, no cached file) the error is shown prominently and
+    None (random weights) is returned, so the notebook can still be stepped through offline.
     """
     from fer_utils import models
 
@@ -214,10 +154,7 @@ def resolve_weights(backbone: str, weights):
     try:
         models.build_backbone(backbone, models.get_spec(backbone).min_img_size, "imagenet")
     except models.WeightsUnavailableError as error:
-        message = (
-            f"**ImageNet weights unavailable: this run uses random weights.** {error} "
-            "Results with random weights say nothing about transfer learning."
-        )
-        _notice(message)
+        _notice(f"**ImageNet weights unavailable: this run uses random weights.** {error} "
+                "Results with random weights say nothing about transfer learning.")
         return None
     return weights

@@ -11,11 +11,11 @@ def test_smoke_mode_and_runs_dir_come_from_the_environment(monkeypatch):
     monkeypatch.delenv("FER_SMOKE", raising=False)
     monkeypatch.delenv("FER_RUNS_DIR", raising=False)
     assert not environment.smoke_mode()
-    assert notebook.default_runs_dir() == Path("runs")
+    assert notebook._default_runs_dir() == Path("runs")
     monkeypatch.setenv("FER_SMOKE", "1")
     monkeypatch.setenv("FER_RUNS_DIR", "/somewhere/runs")
     assert environment.smoke_mode()
-    assert notebook.default_runs_dir() == Path("/somewhere/runs")
+    assert notebook._default_runs_dir() == Path("/somewhere/runs")
 
 
 NOTEBOOK_SOURCES = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.py"))
@@ -42,9 +42,9 @@ def test_smoke_mode_has_one_rule_in_the_library_and_in_every_notebook(monkeypatc
 
 
 def test_locate_data_demo_and_explicit_path(tmp_path):
-    location = notebook.locate_data("demo")
+    location = notebook._locate_data("demo")
     assert location.is_demo and (location.path / "train").is_dir()
-    assert notebook.locate_data(location.path).source == "argument"
+    assert notebook._locate_data(location.path).source == "argument"
 
 
 def test_resolve_weights_falls_back_loudly_when_imagenet_is_unavailable(monkeypatch, capsys):
@@ -75,7 +75,7 @@ def fake_platform(monkeypatch):
 
     mounts = []
     monkeypatch.delenv("FER_RUNS_DIR", raising=False)
-    monkeypatch.setattr(notebook, "mount_google_drive", lambda: mounts.append(notebook.COLAB_DRIVE_MOUNT))
+    monkeypatch.setattr(notebook, "_mount_google_drive", lambda: mounts.append(notebook.COLAB_DRIVE_MOUNT))
     monkeypatch.setattr(environment, "version_problems", lambda ranges=None: [])
 
     def pretend(name):
@@ -134,7 +134,7 @@ def test_version_problems_name_the_version_the_need_and_the_fix(monkeypatch):
     from fer_utils import environment
 
     installed = {"numpy": "1.24.4", "pandas": "2.2.3", "opencv-python": "5.0.0.93"}
-    monkeypatch.setattr(environment, "installed_version", lambda name: installed.get(name))
+    monkeypatch.setattr(environment, "_installed_version", lambda name: installed.get(name))
     problems = environment.version_problems(
         {"numpy": ">=2.0", "pandas": ">=2.2", "mtcnn": ">=1.0", "opencv-python": ">=4.9"}
     )
@@ -144,20 +144,27 @@ def test_version_problems_name_the_version_the_need_and_the_fix(monkeypatch):
     ]
 
 
-def test_supported_range_is_the_installed_package_metadata():
+def test_this_environment_is_inside_the_installed_package_range():
     from fer_utils import environment
 
-    ranges = environment.supported_range()
-    assert ranges["tensorflow"].startswith(">=") and "numpy" in ranges
-    assert "jupyterlab" not in ranges and "pytest" not in ranges  # extras, not needed by a notebook kernel
-    assert environment.version_problems() == []  # this test environment is inside the range
+    assert environment.version_problems() == []
     # Any OpenCV wheel provides cv2: the platforms install opencv-python beside or instead of -headless.
-    assert environment.installed_version("opencv-python-headless") is not None
+    assert environment._installed_version("opencv-python-headless") is not None
 
 
-def test_training_notebook_describes_the_config():
-    from fer_utils import training, training_notebook
+def test_setup_turns_on_mixed_precision_only_with_a_gpu(fake_platform, monkeypatch, capsys):
+    import keras
 
-    text = training_notebook.describe_config(training.default_config("vgg16", epochs_head=3, epochs_finetune=2))
-    assert "phase head: up to 3 epochs" in text and "phase finetune: up to 2 epochs" in text
-    assert "fine-tuned layers start with: ('block5'" in text
+    fake_platform("local")
+    notebook.setup(data="demo", runs_dir=".")
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert "Mixed precision" not in capsys.readouterr().out
+    gpu = {"backend": keras.config.backend(), "gpus": ["Tesla T4"], "device": "GPU x1 (Tesla T4)", "cpu_cores": 4,
+           "platform": "local"}
+    monkeypatch.setattr(environment, "device_summary", lambda: gpu)
+    try:
+        notebook.setup(data="demo", runs_dir=".")
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"
+        assert "Mixed precision: Keras dtype policy mixed_float16" in capsys.readouterr().out
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
