@@ -1,14 +1,10 @@
-"""The built-in demo dataset: procedurally drawn 48x48 grayscale faces for the 7 expressions.
+"""The demo dataset: procedurally drawn 48x48 grayscale faces of the 7 expressions (no FER2013 image ships).
 
-No FER2013 image ships with the project. Instead, this module draws cartoon faces whose brows, eyes
-and mouth follow each expression (V-shaped brows for anger, a raised upper lip and wrinkled nose for
-disgust, raised brows with a stretched open mouth for fear, a smile for happiness, inner-raised brows
-and a frown for sadness, an open "O" mouth for surprise), blended with a neutral face by a random
-intensity. Random pose, scale, lighting, blur and noise make it learnable but not trivial.
-
-Class sizes follow FER2013's training proportions (disgust is rare). The layout is Kaggle's msambare
-one, `OUT/{train,test}/<class>/*.png`, so it goes through exactly the same loader as real data.
-Everything is deterministic for a given seed.
+Brows, eyes and mouth follow each expression (V-shaped brows for anger, a sneer and wrinkled nose
+for disgust, raised brows and an open mouth for fear, a smile, a frown with inner-raised brows for
+sadness, an "O" mouth for surprise), blended with a neutral face by a random intensity; random pose,
+lighting, blur and noise make it learnable but not trivial. Class sizes follow FER2013's (disgust is
+rare) and the layout is Kaggle's msambare one, so it goes through the same loader as real data.
 """
 
 from __future__ import annotations
@@ -21,31 +17,17 @@ import numpy as np
 from fer_utils import CLASS_NAMES
 from fer_utils.files import default_cache_dir
 
-# FER2013 training-set counts per class, in CLASS_NAMES order, used for the class proportions.
-FER2013_TRAIN_COUNTS = {
-    "angry": 3995,
-    "disgust": 436,
-    "fear": 4097,
-    "happy": 7215,
-    "sad": 4830,
-    "surprise": 3171,
-    "neutral": 4965,
-}
+# FER2013's training-set counts per class: the demo's class proportions.
+FER2013_TRAIN_COUNTS = {"angry": 3995, "disgust": 436, "fear": 4097, "happy": 7215, "sad": 4830, "surprise": 3171,
+                        "neutral": 4965}
 DEFAULT_PER_CLASS = 100
-DEFAULT_TEST_FRACTION = 0.25
 MIN_PER_CLASS = 6
 _SCALE = 4  # Faces are drawn at 4x resolution and downsampled, which anti-aliases the strokes.
 _CANVAS = 48 * _SCALE
 
-# Expression deltas relative to the neutral face. Keys:
-#   brow_raise   both brows up (+) or down (-), in canvas pixels at 4x
-#   brow_tilt    inner ends up (+, worry) or down (-, anger)
-#   eye_open     multiplier on eye height
-#   mouth_curve  corners up (+, smile) or down (-, frown), in canvas pixels
-#   mouth_open   0 closed .. 1 wide open
-#   mouth_width  multiplier on mouth width
-#   wrinkle      nose wrinkle strength (disgust)
-#   asymmetry    one mouth corner raised (disgust sneer)
+# Expression deltas from the neutral face, in canvas pixels or as multipliers: brows up/down (brow_raise)
+# and inner ends up/down (brow_tilt), eye height, mouth corners up/down (mouth_curve), opening (0..1)
+# and width, nose wrinkle and one raised mouth corner (asymmetry) for disgust.
 _EXPRESSIONS = {
     "neutral": {},
     "happy": {"mouth_curve": 16, "mouth_open": 0.25, "eye_open": -0.25, "mouth_width": 0.15},
@@ -55,18 +37,6 @@ _EXPRESSIONS = {
     "fear": {"brow_raise": 9, "brow_tilt": 9, "eye_open": 0.5, "mouth_open": 0.45, "mouth_curve": -5, "mouth_width": 0.2},
     "disgust": {"brow_tilt": -7, "eye_open": -0.35, "wrinkle": 1.0, "asymmetry": 9, "mouth_curve": -5, "mouth_open": 0.15},
 }
-
-
-def class_counts(per_class: int, fraction: float = 1.0) -> dict[str, int]:
-    """Images per class for an average class size of `per_class`, in FER2013's proportions."""
-    if per_class < MIN_PER_CLASS:
-        raise ValueError(f"per_class must be at least {MIN_PER_CLASS}, got {per_class}.")
-    total = sum(FER2013_TRAIN_COUNTS.values())
-    return {
-        name: max(MIN_PER_CLASS // 2 if fraction < 1 else MIN_PER_CLASS,
-                  int(round(per_class * len(CLASS_NAMES) * count / total * fraction)))
-        for name, count in FER2013_TRAIN_COUNTS.items()
-    }
 
 
 def draw_face(expression: str, rng: np.random.Generator) -> np.ndarray:
@@ -120,9 +90,7 @@ def draw_face(expression: str, rng: np.random.Generator) -> np.ndarray:
     _draw_mouth(canvas, center_x, center_y + int(face_h * 0.48), param, dark, skin)
 
     # Pose: rotation, scale and shift of the whole face.
-    matrix = cv2.getRotationMatrix2D(
-        (center_x, center_y), rng.uniform(-12, 12), rng.uniform(0.85, 1.12)
-    )
+    matrix = cv2.getRotationMatrix2D((center_x, center_y), rng.uniform(-12, 12), rng.uniform(0.85, 1.12))
     matrix[:, 2] += rng.uniform(-8, 8, size=2)
     canvas = cv2.warpAffine(canvas, matrix, (_CANVAS, _CANVAS), borderMode=cv2.BORDER_REFLECT)
 
@@ -166,87 +134,60 @@ def _draw_mouth(canvas, center_x, mouth_y, param, dark, skin):
     cv2.polylines(canvas, [line], False, skin * 0.35, 4)
 
 
-def make_demo_dataset(
-    out_dir: str | os.PathLike,
-    per_class: int | None = None,
-    seed: int = 0,
-    test_fraction: float = DEFAULT_TEST_FRACTION,
-    overwrite: bool = False,
-) -> Path:
+def make_demo_dataset(out_dir: str | os.PathLike, per_class: int | None = None, seed: int = 0,
+                      test_fraction: float = 0.25, overwrite: bool = False) -> Path:
     """Write the demo dataset as `out_dir/{train,test}/<class>/<name>.png` and return `out_dir`.
 
-    File names follow Kaggle's copy of FER2013: `Training_<n>.png` in train, `PublicTest_<n>.png`
-    and `PrivateTest_<n>.png` (alternating) in test.
-
-    Args:
-        out_dir: the dataset root to create.
-        per_class: average number of training images per class (default 100); classes follow FER2013's
-            proportions, so `happy` gets about 2.5x and `disgust` about a quarter of that, at least 6.
-        seed: the same seed always produces the same images.
-        test_fraction: size of the test split relative to train.
-        overwrite: allow writing into a folder that already holds a dataset. Files are only ever
-            written under `out_dir/train` and `out_dir/test`; nothing else is touched.
-
-    Raises:
-        ValueError: bad sizes, or `out_dir` already holds train/ or test/ and `overwrite` is False.
+    `per_class`: average training images per class (default 100, at least 6) in FER2013's proportions;
+    test gets `test_fraction` of that. Same seed, same images. A folder already holding train/ or test/
+    is refused unless `overwrite`. File names are Kaggle's (`Training_<n>.png`; `PublicTest_<n>.png`
+    and `PrivateTest_<n>.png` alternately in test), so test splits into FER2013's two test sets.
     """
     import cv2
 
     per_class = DEFAULT_PER_CLASS if per_class is None else int(per_class)
+    if per_class < MIN_PER_CLASS:
+        raise ValueError(f"per_class must be at least {MIN_PER_CLASS}, got {per_class}.")
     if not 0.0 < test_fraction <= 1.0:
         raise ValueError(f"test_fraction must lie in (0, 1], got {test_fraction}.")
     out_dir = Path(out_dir)
     existing = [name for name in ("train", "test") if (out_dir / name).exists()]
     if existing and not overwrite:
-        raise ValueError(
-            f"'{out_dir}' already has {existing}; refusing to write over it. Choose an empty folder "
-            "or pass overwrite=True (--overwrite)."
-        )
+        raise ValueError(f"'{out_dir}' already has {existing}; refusing to write over it. Choose an empty folder "
+                         "or pass overwrite=True (--overwrite).")
     rng = np.random.default_rng(seed)
+    total = sum(FER2013_TRAIN_COUNTS.values())
     for split, fraction in (("train", 1.0), ("test", test_fraction)):
-        for name, count in class_counts(per_class, fraction).items():
+        for name, share in FER2013_TRAIN_COUNTS.items():
+            count = max(MIN_PER_CLASS // 2 if fraction < 1 else MIN_PER_CLASS,
+                        int(round(per_class * len(CLASS_NAMES) * share / total * fraction)))
             folder = out_dir / split / name
             folder.mkdir(parents=True, exist_ok=True)
             for index in range(count):
-                image = draw_face(name, rng)
-                if not cv2.imwrite(str(folder / _file_name(split, index)), image):
+                prefix = "Training" if split == "train" else ("PublicTest", "PrivateTest")[index % 2]
+                if not cv2.imwrite(str(folder / f"{prefix}_{index:05d}.png"), draw_face(name, rng)):
                     raise OSError(f"Could not write an image into '{folder}'.")
     return out_dir
 
 
-def _file_name(split: str, index: int) -> str:
-    """Kaggle's naming: `Training_00001.png`; test files alternate `PublicTest_` and `PrivateTest_`.
-
-    So the demo's test folder splits into FER2013's two test sets exactly as the real one does.
-    """
-    if split == "train":
-        return f"Training_{index:05d}.png"
-    return f"{'PublicTest' if index % 2 == 0 else 'PrivateTest'}_{index:05d}.png"
-
-
-def demo_dataset_path(seed: int = 0, per_class: int | None = None, cache_dir=None) -> Path:
-    """Return the demo dataset's folder in the cache, generating it on first use."""
-    per_class = DEFAULT_PER_CLASS if per_class is None else int(per_class)
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+def demo_dataset_path() -> Path:
+    """The demo dataset's folder in the cache, generated on first use."""
     try:
-        return _materialise_demo(root, seed, per_class)
-    except OSError:
-        # An unwritable cache (read-only home, say) falls back to the system's temporary folder.
+        return _materialise_demo(default_cache_dir())
+    except OSError:  # an unwritable cache (a read-only home, say): the system's temporary folder
         import tempfile
 
-        return _materialise_demo(Path(tempfile.gettempdir()) / "fer_utils", seed, per_class)
+        return _materialise_demo(Path(tempfile.gettempdir()) / "fer_utils")
 
 
-def _materialise_demo(root: Path, seed: int, per_class: int) -> Path:
-    # "v2": Kaggle-style file names; a folder of the first version is not reused.
-    out_dir = root / f"demo-v2-seed{seed}-n{per_class}"
+def _materialise_demo(root: Path) -> Path:
+    import shutil
+
+    out_dir = root / f"demo-v2-seed0-n{DEFAULT_PER_CLASS}"  # "v2": Kaggle-style file names
     if not (out_dir / ".complete").is_file():
-        staging = root / f".demo-v2-seed{seed}-n{per_class}.partial-{os.getpid()}"
-        make_demo_dataset(staging, per_class=per_class, seed=seed, overwrite=True)
+        staging = root / f".{out_dir.name}.partial-{os.getpid()}"  # renamed when complete
+        make_demo_dataset(staging, per_class=DEFAULT_PER_CLASS, seed=0, overwrite=True)
         (staging / ".complete").write_text("ok\n")
-        if out_dir.exists():
-            import shutil
-
-            shutil.rmtree(out_dir)
+        shutil.rmtree(out_dir, ignore_errors=True)
         os.replace(staging, out_dir)
     return out_dir

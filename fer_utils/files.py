@@ -1,15 +1,10 @@
-"""Atomic file writes and the cache folder, shared by run folders, the data cache, figures and reports.
+"""Atomic file writes, JSON numbers and the cache folder, for run folders, the data cache, figures and reports.
 
-Every artifact is written to a unique temporary name in its destination folder, flushed to disk,
-then renamed over the destination, so a reader (or a process killed half-way) sees either the old
-file or the complete new one. Temporary names are hidden and end in `.tmp` (`.tmp.keras` for Keras
-models); `remove_stale_temporaries` clears the ones a killed write left behind.
-
-Permission policy: an artifact gets the mode an ordinary `open(path, "w")` would give it, 0666
-minus the umask (0644 usually), whichever way it was written. Run folders and caches are shared
-between users of a machine, like any other output file.
-
-This module imports nothing from fer_utils, so every other module may use it.
+Every artifact is written to a hidden temporary name (ending in `.tmp`, or `.tmp.keras` for Keras
+models) in its destination folder, flushed, then renamed over the destination, so a reader (or a
+process killed half-way) sees the old file or the complete new one. Artifacts get the mode a plain
+`open(path, "w")` would give them (0666 minus the umask): run folders and caches are shared like any
+other output. This module imports nothing from fer_utils.
 """
 
 from __future__ import annotations
@@ -28,16 +23,10 @@ import numpy as np
 TEMPORARY_SUFFIX = ".tmp"
 # Overrides where decoded arrays and the demo dataset are cached (see `default_cache_dir`).
 CACHE_VARIABLE = "FER_CACHE_DIR"
-
-
-def _umask() -> int:
-    # The only portable way to read the umask is to set it; set it straight back.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-FILE_MODE = 0o666 & ~_umask()
+# The only portable way to read the umask is to set it; it is set straight back.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
 
 
 def temporary_path(path: str | os.PathLike, suffix: str = TEMPORARY_SUFFIX) -> Path:
@@ -50,20 +39,17 @@ def temporary_path(path: str | os.PathLike, suffix: str = TEMPORARY_SUFFIX) -> P
     return Path(temporary)
 
 
-def atomic_write_path(
-    path: str | os.PathLike, write: Callable[[Path], Any], suffix: str = TEMPORARY_SUFFIX
-) -> Path:
+def atomic_write_path(path: str | os.PathLike, write: Callable[[Path], Any], suffix: str = TEMPORARY_SUFFIX) -> Path:
     """Call `write(temporary)` with a temporary file's path beside `path`, then rename it to `path`.
 
-    For writers that insist on a file name rather than a stream (Keras' `model.save` wants a name
-    ending in `.keras`, hence `suffix`). The temporary gets the artifact mode again afterwards, in
-    case the writer replaced the file; it is deleted when `write` fails.
+    For writers that want a file name, not a stream (Keras's `model.save` wants one ending in
+    `.keras`, hence `suffix`). The temporary is deleted when `write` fails.
     """
     path = Path(path)
     temporary = temporary_path(path, suffix=suffix)
     try:
         write(temporary)
-        os.chmod(temporary, FILE_MODE)
+        os.chmod(temporary, FILE_MODE)  # again, in case the writer replaced the file
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -100,8 +86,6 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 def json_number(value):
     """Plain Python numbers for JSON; NaN and infinity become None; anything else is returned as is."""
-    if value is None:
-        return None
     if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
         return int(value)
     try:
@@ -126,16 +110,12 @@ def is_temporary_name(name: str) -> bool:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = 3600.0) -> int:
-    """Delete temporary files in `folder` older than `older_than_s` (left by killed writes); return the count.
-
-    The age limit keeps a write that another process has in progress; pass 0 when the caller holds
-    the folder's lock, so that no write can be in progress.
-    """
+    """Delete temporary files in `folder` left by killed writes; return the count. Files younger than
+    `older_than_s` may be another process's write in progress (0 when no write can be)."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    removed = 0
-    now = time.time()
+    removed, now = 0, time.time()
     for entry in os.scandir(folder):
         if not (entry.is_file(follow_symlinks=False) and is_temporary_name(entry.name)):
             continue
@@ -147,10 +127,8 @@ def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = 36
 
 
 def default_cache_dir() -> Path:
-    """The cache folder of decoded arrays and the demo dataset.
-
-    `$FER_CACHE_DIR`, else `$XDG_CACHE_HOME/fer_utils`, else `~/.cache/fer_utils`.
-    """
+    """The cache folder of decoded arrays and the demo dataset: `$FER_CACHE_DIR`, else
+    `$XDG_CACHE_HOME/fer_utils`, else `~/.cache/fer_utils`."""
     if os.environ.get(CACHE_VARIABLE):
         return Path(os.environ[CACHE_VARIABLE])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
