@@ -18,7 +18,7 @@ subset, and checks that
 - the model's output, the softmax, is float32 under the mixed policy too, while the backbone
   really computes in the mixed policy's low precision;
 - once, on the first backbone's mixed model: Grad-CAM (`fer_utils.gradcam.gradcam_heatmaps`) gives
-  finite heatmaps in [0, 1], and flip TTA (`fer_utils.evaluation.predict_proba(tta=True)`) gives
+  finite heatmaps in [0, 1], and flip TTA (`fer_utils.models.predict(tta=True)`) gives
   probabilities that sum to 1 and equal the mean of the plain and mirrored predictions. Both run
   eagerly (operation by operation), which on a GPU costs a compilation per operation, so once.
 
@@ -452,18 +452,18 @@ def check_gradcam(model, images, result: dict) -> list[str]:
 
 def check_tta(model, images, result: dict) -> list[str]:
     """Run flip TTA once; check it is the mean of the plain and mirrored predictions; return the failures."""
-    from fer_utils.evaluation import flip_horizontal, predict_proba
+    from fer_utils.models import predict
 
     batch = images[:EAGER_IMAGES].astype(np.float32)
     start = time.perf_counter()
     try:
         # In batches of EAGER_IMAGES: the faces, then their mirror images.
-        averaged = predict_proba(model, batch, batch_size=len(batch), tta=True)
+        averaged = predict(model, batch, batch_size=len(batch), tta=True)
     except Exception as error:  # reported as a failure of the check, with its cause
         return [f"TTA raised {type(error).__name__}: {error}"]
     result["tta_s"] = time.perf_counter() - start
-    plain = predict_proba(model, batch, batch_size=len(batch))
-    mirrored = predict_proba(model, flip_horizontal(batch), batch_size=len(batch))
+    plain = predict(model, batch, batch_size=len(batch))
+    mirrored = predict(model, batch[:, :, ::-1, :], batch_size=len(batch))
     deviation = float(np.max(np.abs(averaged - (plain + mirrored) / 2.0)))
     result["tta_deviation"] = deviation
     tolerance = TTA_TOLERANCE[result["compute_dtype"]]
