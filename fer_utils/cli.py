@@ -19,9 +19,7 @@ from fer_utils import __version__
 from fer_utils.backend import BACKENDS
 
 
-# ---------------------------------------------------------------------------------------------
-# info
-# ---------------------------------------------------------------------------------------------
+# --- info ---
 def _add_info_parser(subparsers):
     parser = subparsers.add_parser("info", help="Print the per-split, per-class image counts.")
     parser.add_argument("data", help="Dataset root, single split folder, or fer2013.csv.")
@@ -40,9 +38,7 @@ def _run_info(args):
     return 0
 
 
-# ---------------------------------------------------------------------------------------------
-# demo-data
-# ---------------------------------------------------------------------------------------------
+# --- demo-data ---
 def _add_demo_data_parser(subparsers):
     parser = subparsers.add_parser("demo-data", help="Write the procedurally drawn demo dataset.")
     parser.add_argument("out", help="Folder to write train/<class>/*.png and test/<class>/*.png into.")
@@ -63,9 +59,7 @@ def _run_demo_data(args):
     return 0
 
 
-# ---------------------------------------------------------------------------------------------
-# train
-# ---------------------------------------------------------------------------------------------
+# --- train ---
 def _add_train_parser(subparsers):
     parser = subparsers.add_parser(
         "train",
@@ -170,9 +164,7 @@ def _run_train(args):
     return 0
 
 
-# ---------------------------------------------------------------------------------------------
-# evaluate
-# ---------------------------------------------------------------------------------------------
+# --- evaluate ---
 def _add_evaluate_parser(subparsers):
     parser = subparsers.add_parser("evaluate", help="Evaluate a saved model on a labelled split.")
     parser.add_argument("--model", required=True,
@@ -209,9 +201,7 @@ def _run_evaluate(args):
     return 0
 
 
-# ---------------------------------------------------------------------------------------------
-# compare
-# ---------------------------------------------------------------------------------------------
+# --- compare ---
 def _add_compare_parser(subparsers):
     parser = subparsers.add_parser("compare", help="Compare several runs (and their ensemble).")
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
@@ -247,9 +237,7 @@ def _run_compare(args):
     return 0
 
 
-# ---------------------------------------------------------------------------------------------
-# predict
-# ---------------------------------------------------------------------------------------------
+# --- predict ---
 def _add_predict_parser(subparsers):
     parser = subparsers.add_parser("predict", help="Detect and classify faces in a photo or video.")
     parser.add_argument("--model", default="builtin",
@@ -324,9 +312,7 @@ def _refuse_overwriting_input(out, source) -> None:
         )
 
 
-# ---------------------------------------------------------------------------------------------
-# export  (owned by the export work)
-# ---------------------------------------------------------------------------------------------
+# --- export ---
 def _add_export_parser(subparsers):
     parser = subparsers.add_parser(
         "export",
@@ -382,9 +368,7 @@ def _size_mb(path) -> float:
     return sum(p.stat().st_size for p in files) / 1e6
 
 
-# ---------------------------------------------------------------------------------------------
-# Numeric options: every bound in one table, checked before any command runs
-# ---------------------------------------------------------------------------------------------
+# --- Numeric options: every bound in one table, checked before any command runs ---
 # The numeric options of evaluate / compare / predict / demo-data: (lowest, highest, lowest allowed
 # itself?, highest allowed itself?); None: no bound. Training's are checked by recipe.check_settings.
 _COMMAND_BOUNDS = {
@@ -424,9 +408,7 @@ def _range_text(low, high, low_ok, high_ok) -> str:
     return f"in {'[' if low_ok else '('}{low}, {high}{']' if high_ok else ')'}"
 
 
-# ---------------------------------------------------------------------------------------------
-# main
-# ---------------------------------------------------------------------------------------------
+# --- main ---
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every sub-command registered."""
     parser = argparse.ArgumentParser(

@@ -80,47 +80,16 @@ class BackboneSpec:
 # at a quarter of the 224 px cost, which keeps an epoch on a T4 around a minute. EfficientNetB0
 # is cheaper per pixel and was tuned on larger inputs, so it gets 160 px.
 SPECS = {
-    "vgg16": BackboneSpec(
-        name="vgg16",
-        application="VGG16",
-        preprocessing="caffe",
-        cpu_img_size=48,
-        gpu_img_size=96,
-        min_img_size=32,
-        finetune_prefixes=("block5",),
-        weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    ),
-    "resnet50": BackboneSpec(
-        name="resnet50",
-        application="ResNet50",
-        preprocessing="caffe",
-        cpu_img_size=48,
-        gpu_img_size=96,
-        min_img_size=32,
-        finetune_prefixes=("conv5",),
-        weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    ),
-    "efficientnetb0": BackboneSpec(
-        name="efficientnetb0",
-        application="EfficientNetB0",
-        preprocessing="none",
-        cpu_img_size=48,
-        gpu_img_size=160,
-        min_img_size=32,
-        finetune_prefixes=("block7", "top"),
-        weights_file="efficientnetb0_notop.h5",
-    ),
-    "small_cnn": BackboneSpec(
-        name="small_cnn",
-        application=None,
-        preprocessing="unit",
-        cpu_img_size=48,
-        gpu_img_size=48,
-        min_img_size=16,
-        finetune_prefixes=(),
-        weights_file=None,
-        pretrained=False,
-    ),
+    spec.name: spec for spec in (
+        # name, application, preprocessing, cpu / gpu / min img size, finetune_prefixes, weights_file
+        BackboneSpec("vgg16", "VGG16", "caffe", 48, 96, 32, ("block5",),
+                     "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        BackboneSpec("resnet50", "ResNet50", "caffe", 48, 96, 32, ("conv5",),
+                     "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        BackboneSpec("efficientnetb0", "EfficientNetB0", "none", 48, 160, 32, ("block7", "top"),
+                     "efficientnetb0_notop.h5"),
+        BackboneSpec("small_cnn", None, "unit", 48, 48, 16, (), None, pretrained=False),
+    )
 }
 
 BACKBONES = tuple(SPECS)
@@ -145,11 +114,6 @@ def default_img_size(backbone: str, on_gpu: bool | None = None) -> int:
 
         on_gpu = bool(backend.gpu_names())
     return spec.gpu_img_size if on_gpu else spec.cpu_img_size
-
-
-def default_weights(backbone: str) -> str | None:
-    """"imagenet" for pretrained backbones, None for `small_cnn` (trained from scratch)."""
-    return "imagenet" if get_spec(backbone).pretrained else None
 
 
 def keras_cache_dir() -> Path:
@@ -179,37 +143,16 @@ def build_model(
     augmentation=None,
     head_batchnorm: bool = False,
 ):
-    """Build a model that maps raw 48x48x1 FER pixels (0..255) to class probabilities.
+    """The recipe's model in one call (the command line, tests, the shipped model): raw 48x48x1
+    pixels (0..255) -> `input_block` -> `build_backbone(backbone, img_size, weights)` -> the head
+    (GAP -> optional BatchNorm "head_norm" -> Dense(head_units, relu) -> Dropout -> softmax).
 
-    Args:
-        backbone: One of `BACKBONES`.
-        num_classes: Number of outputs; defaults to `len(class_names)` and must agree with it.
-        img_size: Side of the square input the backbone sees (faces are resized inside the
-            model). None: 48 on a CPU, the spec's GPU size on a GPU (`default_img_size`).
-        weights: "imagenet" (a local copy found by `find_pretrained_weights`, else Keras's
-            download into its cache), None (random initialisation), or the path of a weights file for the backbone.
-            `small_cnn` has no pretrained weights and accepts only None.
-        head_units: Width of the Dense layer of the head.
-        dropout: Dropout rate before the output layer.
-        augment: Include the random augmentation layers (always identity outside training).
-        seed: Seed of the augmentation layers.
-        class_names: Names of the outputs in order; stored on the model as `model.class_names`
-            (training writes them next to the saved model and into config.json).
-        augmentation: An `fer_utils.augmentation.AugmentationConfig` to override the default
-            strengths (ignored when `augment` is False).
-        head_batchnorm: Insert a BatchNormalization layer ("head_norm") between the pooling and the
-            head's Dense layer. Off by default (GAP -> Dense -> Dropout -> softmax, the starting design). Randomly initialised backbones
-            (`weights=None`) produce tiny, badly scaled features that this plain head cannot learn
-            from in a few epochs; standardising them first makes it learn (smoke runs use this).
-
-    Returns:
-        A functional `keras.Model` named after the backbone, uncompiled, with the layer names
-        described in the module docstring.
-
-    Raises:
-        ValueError: Unknown backbone, image size too small, or inconsistent arguments.
-        FileNotFoundError: `weights` is a path that does not exist.
-        WeightsUnavailableError: ImageNet weights are not cached and cannot be downloaded.
+    `img_size` None: 48 px on a CPU, the spec's GPU size on a GPU. `augmentation` is an
+    `AugmentationConfig` (ignored when `augment` is False). `head_batchnorm` standardises the pooled
+    features, which random-weight backbones (smoke runs) need to learn in a few epochs. The class
+    names are stored as `model.class_names`. Returns an uncompiled `keras.Model` with the layer names
+    of the module docstring; raises ValueError (bad arguments), FileNotFoundError (a missing weights
+    file) or WeightsUnavailableError (ImageNet weights neither local nor downloadable).
     """
     import keras
 

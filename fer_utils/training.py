@@ -23,6 +23,7 @@ folder, best.weights.h5, history.csv, and once the phase is finished final.npz +
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -83,9 +84,7 @@ class Settings:
         return [(name, epochs) for name, epochs in planned if epochs > 0]
 
 
-# =============================================================================================
-# Data
-# =============================================================================================
+# --- Data ---
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
     """The train and validation splits of a run and where they came from (config.json's `data`)."""
@@ -162,24 +161,24 @@ def one_hot(split) -> np.ndarray:
     return keras.utils.to_categorical(split.labels, len(split.class_names)).astype("float32")
 
 
-# =============================================================================================
-# The run folder and its phases
-# =============================================================================================
+# --- The run folder and its phases ---
 def start_run(run_dir, settings: Settings, training_data: TrainingData, overwrite: bool = False) -> Path:
     """Claim `run_dir` for this run and return it; nothing is trained here.
 
     A folder holding an unfinished run with the same settings and data is resumed by the cells that
-    follow. Other settings or data, someone else's files, or a finished run of another kind are
-    refused with what to do; `overwrite` discards what training wrote there (only that).
+    follow; one where no epoch has run yet takes the new settings. Other settings or data once
+    training has begun, someone else's files, or another run's model are refused with what to do;
+    `overwrite` discards what training wrote there (only that).
     """
     run_dir = Path(run_dir)
     runs.check_run_folder(run_dir, recognise=holds_run_state)
     state_path = run_dir / BACKUP_DIR / RUN_STATE
     if overwrite:
         runs.remove_artifacts(run_dir)
-        shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
+        _remove_training_state(run_dir)
     current = {"settings": settings.to_dict(), "data": array_fingerprint(training_data.train, training_data.val)}
-    if state_path.is_file():
+    begun = any((folder / name).exists() for folder in _phase_folders(run_dir) for name in PHASE_FILES)
+    if state_path.is_file() and begun:
         stored = _read_json(state_path)
         changed = sorted(key for key in set(stored.get("settings", {})) | set(current["settings"])
                          if key != "max_minutes" and stored.get("settings", {}).get(key) != current["settings"].get(key))
@@ -188,14 +187,35 @@ def start_run(run_dir, settings: Settings, training_data: TrainingData, overwrit
                              "(--out), or pass --overwrite (OVERWRITE = True) to discard it.")
         if stored.get("data") != current["data"]:
             raise ValueError(f"'{run_dir}' holds a run trained on other data ({stored.get('data')} there, "
-                             f"{current['data']} now). Pass the same data to resume it, use a new folder, or "
+                             f"{current['data']} now). Pass the same --data to resume it, use a new folder, or "
                              "pass --overwrite (OVERWRITE = True).")
     elif runs.is_run_dir(run_dir):
         raise ValueError(f"'{run_dir}' already holds a model.keras from another run. Use a new folder (--out), or "
                          "pass --overwrite (OVERWRITE = True) to replace it.")
     runs.claim_run_folder(run_dir, recognise=holds_run_state)
+    for folder in (run_dir, run_dir / BACKUP_DIR, *_phase_folders(run_dir)):
+        files.remove_stale_temporaries(folder, older_than_s=0)  # orphans of killed writes
     files.atomic_write_json(state_path, current)
     return run_dir
+
+
+# What training writes in RUN_DIR/backup/<phase>/; `--overwrite` deletes these and nothing else.
+PHASE_FILES = ("keras_backup", "best.weights.h5", "history.csv", "final.npz", "done.json")
+
+
+def _phase_folders(run_dir: Path) -> list[Path]:
+    return [run_dir / BACKUP_DIR / phase for phase in (PHASE_HEAD, PHASE_FINETUNE, PHASE_END_TO_END)]
+
+
+def _remove_training_state(run_dir: Path) -> None:
+    for folder in _phase_folders(run_dir):
+        shutil.rmtree(folder / "keras_backup", ignore_errors=True)
+        for name in PHASE_FILES[1:]:
+            (folder / name).unlink(missing_ok=True)
+    (run_dir / BACKUP_DIR / RUN_STATE).unlink(missing_ok=True)
+    for folder in (*_phase_folders(run_dir), run_dir / BACKUP_DIR):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when nothing of the user's is left in it
 
 
 def holds_run_state(run_dir: Path) -> bool:
@@ -217,6 +237,7 @@ def callbacks(run_dir, phase: str, patience: int = 5, baseline: float | None = N
     """
     folder = Path(run_dir) / BACKUP_DIR / phase
     folder.mkdir(parents=True, exist_ok=True)
+    _check_keras_backup(folder / "keras_backup")
     history = phase_history(run_dir, phase)
     best_so_far = [value for value in [baseline, history[MONITOR].max() if len(history) else None] if value is not None]
     chosen = [
@@ -231,6 +252,18 @@ def callbacks(run_dir, phase: str, patience: int = 5, baseline: float | None = N
     if patience:
         chosen.insert(1, keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience))
     return chosen
+
+
+def _check_keras_backup(folder: Path) -> None:
+    """A damaged backup (a kill during its write, a full disk) is named with the way out, up front."""
+    import h5py
+
+    for path in sorted(folder.glob("*.json")) + sorted(folder.glob("*.h5")):
+        try:
+            json.loads(path.read_text()) if path.suffix == ".json" else h5py.File(path, "r").close()
+        except (OSError, ValueError):
+            raise ValueError(f"The checkpoint '{path}' cannot be read, so the interrupted run cannot resume. Pass "
+                             "--overwrite (OVERWRITE = True) to start it over, or use a new folder.") from None
 
 
 class PhaseProgress(keras.callbacks.Callback):
@@ -329,9 +362,7 @@ def _read_json(path: Path) -> dict:
                          "discard the interrupted run, or use a new folder.") from None
 
 
-# =============================================================================================
-# The steps of the recipe
-# =============================================================================================
+# --- The steps of the recipe ---
 def backbone_features(model, images, batch_size: int = 256) -> np.ndarray:
     """The frozen backbone's pooled features ("gap") of `images`, computed once (inference mode)."""
     features = keras.Model(model.input, model.get_layer("gap").output, name="features")

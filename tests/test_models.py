@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fer_utils import CLASS_NAMES, gradcam, models, phases
+from fer_utils import CLASS_NAMES, gradcam, models, training
 from helpers import write_notop_weights
 
 CONTRACT_LAYERS = [
@@ -85,11 +85,9 @@ def _numpy(variable):
 def test_pretrained_backbone_batchnorm_stays_in_inference_mode_also_after_reload(tmp_path):
     import keras
 
-    from fer_utils import training
-
     model = models.build_model("resnet50", img_size=32, weights=None, head_units=8, seed=0)
     # Fine-tuning a whole stage that contains BatchNorm layers: their statistics must not move.
-    phases.set_phase_trainable(model, training.PHASE_FINETUNE, ("conv5",))
+    training.unfreeze_top(model.get_layer("backbone"), ("conv5",))
     backbone = model.get_layer("backbone")
     faces, labels = _faces(count=4), keras.utils.to_categorical(np.arange(4), 7)
 
@@ -257,5 +255,3 @@ def test_default_sizes_and_weights():
     assert models.default_img_size("vgg16", on_gpu=False) == 48
     assert models.default_img_size("vgg16", on_gpu=True) == 96
     assert models.default_img_size("efficientnetb0", on_gpu=True) == 160
-    assert models.default_weights("resnet50") == "imagenet"
-    assert models.default_weights("small_cnn") is None

@@ -7,8 +7,6 @@ no traceback, and must never cost the user a file.
 
 import json
 import os
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 from contract_models import tiny_contract_model
 from helpers import make_split_folder, write_image
 
-from fer_utils import CLASS_NAMES, cli, data, files, runs, training
+from fer_utils import CLASS_NAMES, cli, data, files, recipe, runs, training
 
 
 def _fails(capsys, argv, *fragments) -> str:
@@ -37,7 +35,7 @@ def _fails(capsys, argv, *fragments) -> str:
 
 def _train_argv(data_root, out, *extra):
     return ["train", "--backbone", "small_cnn", "--data", data_root, "--out", out, "--epochs", "1",
-            "--batch-size", "32", "--no-augment", "--quiet", *extra]
+            "--batch-size", "32", "--augmentation", "flip=false,rotation=0,zoom=0,translation=0,contrast=0", "--quiet", *extra]
 
 
 def _split(count, seed=0):
@@ -48,28 +46,27 @@ def _split(count, seed=0):
 
 
 def _small_config(**overrides):
-    values = dict(epochs_end_to_end=2, batch_size=14, augment=False, patience=0)
+    off = {"flip": False, "rotation": 0.0, "zoom": 0.0, "translation": 0.0, "contrast": 0.0}
+    values = dict(epochs=2, batch_size=14, augmentation=off, patience=0)
     values.update(overrides)
-    return training.default_config("small_cnn", **values)
+    return recipe.default_settings("small_cnn", **values)
 
 
-def _interrupt_after_first_epoch():
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory):
+    """A small_cnn run killed after its first of two epochs; tests work on copies (`_copy`)."""
     import keras
 
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             raise KeyboardInterrupt("simulated kill")
 
-    return Interrupt()
-
-
-@pytest.fixture(scope="module")
-def interrupted_run(tmp_path_factory):
-    """A small_cnn run killed after its first of two epochs; tests work on copies (`_copy`)."""
+    original = training.callbacks
     run_dir = tmp_path_factory.mktemp("interrupted") / "run"
-    with pytest.raises(KeyboardInterrupt):
-        training.train((_split(42), _split(21, seed=1)), _small_config(), run_dir, progress=False,
-                             callbacks=[_interrupt_after_first_epoch()])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training, "callbacks", lambda *args, **kwargs: original(*args, **kwargs) + [Interrupt()])
+        with pytest.raises(KeyboardInterrupt):
+            recipe.train((_split(42), _split(21, seed=1)), _small_config(), run_dir, progress=False)
     return run_dir
 
 
@@ -127,34 +124,33 @@ def test_overwrite_deletes_only_the_files_training_wrote(interrupted_run, tmp_pa
     mine = [run_dir / "notes.txt", run_dir / "backup" / "mine.txt", run_dir / "backup" / "end_to_end" / "mine.npz"]
     for path in mine:
         path.write_text("the user's")
-    training.train((_split(42), _split(21, seed=1)), _small_config(), run_dir, progress=False, overwrite=True)
+    stale = run_dir / "backup" / "end_to_end" / "history.csv"
+    stale.write_text("epoch,loss\n0,99\n")  # the discarded run's history must not leak into the new one
+    recipe.train((_split(42), _split(21, seed=1)), _small_config(), run_dir, progress=False, overwrite=True)
     assert runs.is_run_dir(run_dir)
     assert all(path.read_text() == "the user's" for path in mine)
-    # The finished run removed its own checkpoints but kept the user's file in their folder.
-    assert sorted(p.name for p in (run_dir / "backup" / "end_to_end").iterdir()) == ["mine.npz"]
-    assert not (run_dir / runs.LOCK_FILE).exists()
+    assert pd.read_csv(run_dir / runs.HISTORY_FILE)["epoch"].tolist() == [1, 2]
 
 
-@pytest.mark.parametrize("damaged", ["backup/state.json", "backup/end_to_end/state.json",
-                                     "backup/end_to_end/epoch0001.weights.h5"])
+@pytest.mark.parametrize("damaged", ["backup/run.json", "backup/end_to_end/keras_backup/latest.weights.h5",
+                                     "backup/end_to_end/keras_backup/training_metadata.json"])
 def test_a_damaged_checkpoint_is_named_with_the_way_out(interrupted_run, tmp_path, damaged):
     run_dir = _copy(interrupted_run, tmp_path / "run")
     path = run_dir / damaged
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(ValueError, match="--overwrite") as error:
-        training.train((_split(42), _split(21, seed=1)), _small_config(), run_dir, progress=False)
+        recipe.train((_split(42), _split(21, seed=1)), _small_config(), run_dir, progress=False)
     assert str(path) in str(error.value)
-    assert not (run_dir / runs.LOCK_FILE).exists()
 
 
 def test_a_run_folder_from_before_markers_is_still_recognised_and_orphans_cleared(tmp_path):
     train, val = _split(42), _split(21, seed=1)
-    run_dir = training.train((train, val), _small_config(epochs_end_to_end=1), tmp_path / "run", progress=False)
+    run_dir = recipe.train((train, val), _small_config(epochs=1), tmp_path / "run", progress=False)
     (run_dir / runs.RUN_MARKER_FILE).unlink()
     # What a save killed half-way leaves: a uniquely named hidden temporary.
     orphan = files.temporary_path(run_dir / runs.MODEL_FILE, suffix=files.TEMPORARY_SUFFIX + ".keras")
     assert files.is_temporary_name(orphan.name) and orphan.name != ".model.tmp.keras"
-    assert training.train((train, val), _small_config(epochs_end_to_end=1), run_dir, progress=False) == run_dir
+    assert recipe.train((train, val), _small_config(epochs=1), run_dir, progress=False) == run_dir
     assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == [runs.RUN_MARKER_FILE]
 
 
@@ -165,13 +161,13 @@ def test_an_interrupted_run_does_not_resume_on_other_data(interrupted_run, tmp_p
     run_dir = _copy(interrupted_run, tmp_path / "run")
     other_train, other_val = _split(28, seed=5), _split(14, seed=6)
     with pytest.raises(ValueError, match="trained on other data") as error:
-        training.train((other_train, other_val), _small_config(), run_dir, progress=False)
+        recipe.train((other_train, other_val), _small_config(), run_dir, progress=False)
     message = str(error.value)
-    stored = json.loads((run_dir / "backup" / "state.json").read_text())["data_fingerprint"]
-    assert stored in message and training._array_fingerprint(other_train, other_val) in message
+    stored = json.loads((run_dir / "backup" / "run.json").read_text())["data"]
+    assert stored in message and training.array_fingerprint(other_train, other_val) in message
     assert "--overwrite" in message and "same --data" in message
     # The original data still resumes.
-    training.train((_split(42), _split(21, seed=1)), _small_config(), run_dir, progress=False)
+    recipe.train((_split(42), _split(21, seed=1)), _small_config(), run_dir, progress=False)
     assert pd.read_csv(run_dir / runs.HISTORY_FILE)["epoch"].tolist() == [1, 2]
 
 
@@ -184,52 +180,6 @@ def test_a_finished_run_given_other_data_is_refused_not_skipped(demo_root, other
     assert (out / runs.CONFIG_FILE).read_text() == config_before
     # The same data again: nothing to do, exit 0.
     assert cli.main([str(arg) for arg in _train_argv(demo_root, out)]) == 0
-
-
-# =============================================================================================
-# Two processes, one run folder: the lock
-# =============================================================================================
-def test_a_second_train_into_a_locked_folder_is_refused_in_one_line(demo_root, tmp_path, capsys):
-    out = runs.claim_run_folder(tmp_path / "run")
-    with runs.run_lock(out):
-        line = _fails(capsys, _train_argv(demo_root, out), "in use by another `train`", f"pid {os.getpid()}")
-        assert str(out / runs.LOCK_FILE) in line
-        assert not (out / "backup").exists()
-    assert not (out / runs.LOCK_FILE).exists()
-
-
-def test_a_lock_held_by_another_process_refuses_and_a_killed_holder_does_not_block(demo_root, tmp_path, capsys):
-    out = runs.claim_run_folder(tmp_path / "run")
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\nfrom fer_utils import runs\nwith runs.run_lock(sys.argv[1]):\n    time.sleep(120)\n",
-         str(out)],
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    try:
-        deadline = time.time() + 30
-        while not (out / runs.LOCK_FILE).is_file() or not (out / runs.LOCK_FILE).read_text():
-            assert time.time() < deadline and holder.poll() is None, "the lock holder did not start"
-            time.sleep(0.05)
-        _fails(capsys, _train_argv(demo_root, out), "in use by another `train`", f"pid {holder.pid}")
-    finally:
-        holder.kill()  # SIGKILL: no finally runs, the lock file stays behind
-        holder.wait()
-    assert (out / runs.LOCK_FILE).is_file()
-    assert cli.main([str(arg) for arg in _train_argv(demo_root, out)]) == 0  # the stale lock was taken over
-    assert runs.is_run_dir(out) and not (out / runs.LOCK_FILE).exists()
-
-
-def test_an_unreadable_lock_is_stale_only_once_it_is_old(tmp_path):
-    out = runs.claim_run_folder(tmp_path / "run")
-    (out / runs.LOCK_FILE).write_text("")
-    with pytest.raises(runs.RunFolderError, match="in use"):
-        with runs.run_lock(out):
-            pass
-    old = time.time() - 2 * runs.LOCK_WRITE_GRACE_S
-    os.utime(out / runs.LOCK_FILE, (old, old))
-    with runs.run_lock(out):
-        assert json.loads((out / runs.LOCK_FILE).read_text())["pid"] == os.getpid()
 
 
 # =============================================================================================
@@ -262,7 +212,8 @@ def test_a_failed_model_build_leaves_no_training_state(demo_root, tmp_path, monk
     out = tmp_path / "run"
     _fails(capsys, ["train", "--backbone", "vgg16", "--data", demo_root, "--out", out, "--img-size", "32",
                     "--epochs-head", "1", "--quiet"], "--weights none")
-    assert sorted(p.name for p in out.iterdir()) == [runs.RUN_MARKER_FILE]  # no state.json, no lock
+    # No epoch ran, so the corrected command (other weights) is not refused as "other settings".
+    assert cli.main([str(arg) for arg in _train_argv(demo_root, out)]) == 0
 
 
 # =============================================================================================
@@ -493,15 +444,21 @@ def test_out_of_range_numeric_options_are_one_line(capsys, tmp_path, monkeypatch
 
 
 def test_every_numeric_option_has_a_bound():
+    """The train options are checked by recipe.check_settings (each a Settings field), the others by the table."""
+    import dataclasses
+
     parser = cli.build_parser()
     subparsers = next(action for action in parser._actions if action.dest == "command")
     numeric = {
-        action.dest
-        for sub in subparsers.choices.values()
+        (name, action.dest)
+        for name, sub in subparsers.choices.items()
         for action in sub._actions
         if action.type in (int, float)
     }
-    assert numeric <= set(cli.NUMERIC_OPTIONS), sorted(numeric - set(cli.NUMERIC_OPTIONS))
+    others = {dest for name, dest in numeric if name != "train"}
+    assert others <= set(cli.NUMERIC_OPTIONS), sorted(others - set(cli.NUMERIC_OPTIONS))
+    settings = {field.name for field in dataclasses.fields(training.Settings)}
+    assert {dest for name, dest in numeric if name == "train"} <= settings
 
 
 # =============================================================================================
