@@ -67,24 +67,24 @@ def main(argv=None) -> int:
 
     import keras
 
-    from fer_utils import data, evaluation, metrics, runs
+    from fer_utils import data, loading, metrics, models
 
-    run = runs.load_run(args.out)
+    run = loading.load_model(args.out)
     test = data.load_labelled(args.data, split="test", progress=False)
-    probabilities = evaluation.predict_proba(run.model, test.images, batch_size=512)
+    probabilities = models.predict(run.model, test.images, batch_size=512)
     scores = metrics.compute_metrics(test.labels, probabilities, class_names=test.class_names)
     accuracy = scores["accuracy"]
     # The same model with flip test-time augmentation, as `python -m fer_utils evaluate --tta` scores it.
-    flip_probabilities = evaluation.predict_proba(run.model, test.images, batch_size=512, tta=True)
+    flip_probabilities = models.predict(run.model, test.images, batch_size=512, tta=True)
     tta_accuracy = metrics.compute_metrics(test.labels, flip_probabilities, class_names=test.class_names)["accuracy"]
     phase = run.config["phases"][0]
     print()
     print(f"small_cnn: {run.config['n_params']:,} parameters, keras {keras.__version__}")
-    provenance = runs.data_provenance(run.config)
+    provenance = run.config["data"]
     print(f"train/val: {provenance['train_size']} / {provenance['val_size']} images ({provenance['validation']})")
-    print(f"epochs run: {phase['epochs_run']} of {phase['epochs_planned']} planned "
-          f"(out of time: {phase['out_of_time']}, stopped early: {phase['stopped_early']}, best epoch {phase['best_epoch']})")
-    print(f"training wall time: {run.config['wall_time_s']['total']:.0f} s "
+    print(f"epochs run: {phase['epochs_run']} of {run.config['hyperparameters']['epochs']} planned "
+          f"(best epoch {phase['best_epoch']})")
+    print(f"training wall time: {sum(run.config['wall_time_s'].values()):.0f} s "
           f"(whole command incl. data loading and saving: {wall:.0f} s)")
     print(f"validation accuracy (carved from train): {run.val_metrics['accuracy']:.4f}")
     print(f"TEST accuracy on {test.source or 'test/'} ({len(test)} images): {accuracy:.4f}")
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     summary = {"test_accuracy": accuracy, "test_accuracy_tta": tta_accuracy,
                "test_balanced_accuracy": scores["balanced_accuracy"], "test_macro_f1": scores["macro_f1"],
                "val_accuracy": run.val_metrics["accuracy"], "wall_s": wall,
-               "training_s": run.config["wall_time_s"]["total"], "epochs_run": phase["epochs_run"],
+               "training_s": sum(run.config["wall_time_s"].values()), "epochs_run": phase["epochs_run"],
                "load_mean": float(np.mean(samples)) if samples else None}
     print(json.dumps(summary))
     return 0

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
 
     import keras
 
-    from fer_utils import models, phases, training
+    from fer_utils import models, training
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -54,11 +54,11 @@ def main(argv=None) -> int:
     for name in args.backbones.split(","):
         spec = models.get_spec(name)
         model = models.build_model(name, img_size=48, weights=None)
-        phases = [("train", training.PHASE_FINETUNE if spec.pretrained else training.PHASE_END_TO_END)]
-        if spec.pretrained:
-            phases.append(("frozen", training.PHASE_HEAD))
-        for label, phase in phases:
-            phases.set_phase_trainable(model, phase, spec.finetune_prefixes)
+        for label in ("train", "frozen") if spec.pretrained else ("train",):
+            if label == "frozen":
+                model.get_layer("backbone").trainable = False
+            elif spec.pretrained:  # the fine-tuning phase: the top block unfrozen
+                training.unfreeze_top(model.get_layer("backbone"), spec.finetune_prefixes)
             model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss="categorical_crossentropy")
             speed, cpu_ms = images_per_second(
                 lambda: model.fit(images, labels, batch_size=args.batch_size, epochs=1, verbose=0), args.images

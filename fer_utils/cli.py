@@ -1,13 +1,8 @@
 """The `python -m fer_utils` command line: a thin argparse layer over the package.
 
-Each sub-command has a `_add_<name>_parser` function that declares its arguments and a
-`_run_<name>` function that calls into the package. Heavy imports (Keras) happen inside the
-`_run_*` functions, so `python -m fer_utils info` stays fast.
-
-Errors that a user can fix (a wrong path, a bad file, missing weights) are raised by the package
-as `ValueError` or `OSError` subclasses with a message that says what, where and what to do; `main`
-prints that message on one line and exits with status 2, without a traceback. Numeric options are
-checked against one table, `NUMERIC_OPTIONS`, before any command runs.
+Each sub-command has `_add_<name>_parser` (its arguments) and `_run_<name>` (the calls, with
+Keras imported only there, so `info` stays fast). User-fixable errors are `ValueError` / `OSError`
+with a message saying what, where and what to do: `main` prints it on one line and exits 2.
 """
 
 from __future__ import annotations

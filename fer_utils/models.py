@@ -49,20 +49,10 @@ class WeightsUnavailableError(OSError):
 
 @dataclasses.dataclass(frozen=True)
 class BackboneSpec:
-    """What the builder and the trainer need to know about one backbone.
-
-    Attributes:
-        name: Registry name (`vgg16`, `resnet50`, `efficientnetb0`, `small_cnn`).
-        application: Name of the `keras.applications` constructor; None for `small_cnn`.
-        preprocessing: "caffe" (BGR mean subtraction), "none" (EfficientNet rescales inside
-            itself; its `preprocess_input` is a pass-through) or "unit" (pixels / 255).
-        cpu_img_size: Default input size on a CPU: FER's native 48 px, the cheapest choice.
-        gpu_img_size: Default input size on a GPU (see `default_img_size`).
-        min_img_size: Smallest input the backbone accepts.
-        finetune_prefixes: Names of the layers unfrozen in phase 2 start with one of these.
-        weights_file: The ImageNet "notop" weights file Keras downloads into its cache.
-        pretrained: Whether the backbone comes with ImageNet weights (False: trained from scratch).
-    """
+    """One backbone: its `keras.applications` constructor (None: small_cnn), preprocessing ("caffe":
+    ImageNet BGR means subtracted; "none": EfficientNet rescales inside itself; "unit": pixels / 255),
+    default input size on a CPU / GPU, smallest input, the layer-name prefixes fine-tuning unfreezes,
+    Keras's ImageNet "notop" weights file, and whether it is pretrained at all."""
 
     name: str
     application: str | None
@@ -387,16 +377,10 @@ def _preprocess_layer(spec: BackboneSpec):
 def _small_cnn(input_shape):
     """A compact VGG-style network for FER, trained from scratch; cheap enough for a CPU.
 
-    Each face is first standardised on its own (zero mean, unit variance over its pixels), which
-    removes the large brightness and contrast differences between FER images (in a 6-epoch run on
-    a third of the training data it added about 4 points of test accuracy, at no cost). Compute is
-    then concentrated where the feature map is small: one 32-channel convolution at full
-    resolution, then 3x3 convolutions with BatchNorm at 24, 12 and 6 px, each stage followed by
-    2x2 max pooling. A last convolution as large as the remaining map (3x3 at 48 px, no padding)
-    turns its grid of positions into channels: global average pooling would otherwise average
-    away where a feature sits (a mouth corner and a brow look alike to it). In 5-epoch runs on
-    the full training set that convolution added about a point of validation and test accuracy
-    for 1% more compute. About 1.75M parameters and 77M multiply-adds per face.
+    Each face is standardised on its own first (about +4 points of test accuracy in a short run:
+    FER's brightness and contrast vary a lot). 3x3 convolutions with BatchNorm at 48, 24, 12 and 6 px,
+    each stage pooled 2x2, then a convolution as large as the last map, which keeps where a feature
+    sits (global pooling would average a mouth corner and a brow alike; +1 point). ~1.75M parameters.
     """
     import keras
     from keras import layers

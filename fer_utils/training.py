@@ -1,24 +1,15 @@
-"""The helpers of the training recipe, and `train`, the same recipe for the command line.
+"""The helpers of the training recipe that notebooks 03 and 04 show as Keras cells.
 
-Notebooks 03 and 04 show the recipe as Keras cells: build the model, freeze the backbone, compile,
-fit the head, unfreeze the top block, recompile at a low rate, fit again, save. What a reader
-would otherwise copy and paste lives here:
+What a reader would otherwise copy and paste: `training_splits` (train and a validation split
+carved from it; test stays on disk), `start_run` (the run folder, never mixing two runs),
+`callbacks` (Keras's BackupAndRestore, ModelCheckpoint, EarlyStopping, CSVLogger) with
+`phase_done` / `finish_phase` (a rerun continues at the next epoch and loads finished phases),
+`backbone_features` / `head_model` (the cached-feature shortcut), `unfreeze_top`,
+`cosine_schedule`, `save_run` (the folder notebooks 05 and 06 read). `fer_utils.recipe.train`
+calls them in the notebooks' order for the command line.
 
-- `training_splits`: the train split and a validation split carved from it (test stays on disk);
-- `start_run`: claim the run folder, refuse to mix two runs' settings or data;
-- `callbacks`: Keras's `BackupAndRestore`, `ModelCheckpoint`, `EarlyStopping` and `CSVLogger`, so a
-  rerun after a crash continues at the next epoch; `phase_done` / `finish_phase`: a finished phase
-  is loaded, not retrained, and keeps its best epoch;
-- `backbone_features` / `head_model`: the cached-feature shortcut of the frozen phase;
-- `unfreeze_top`, `cosine_schedule`: phase 2;
-- `save_run`: the run folder notebooks 05 and 06 read (model.keras, history.csv, config.json,
-  val_metrics.json).
-
-`train` runs these steps in the notebooks' order for `python -m fer_utils train` (and small_cnn's
-single phase); `tests/test_training.py` checks that both give the same run folder.
-
-RUN_DIR/backup/<phase>/ holds a phase's resume state until the run is saved: Keras's backup
-folder, best.weights.h5, history.csv, and once the phase is finished final.npz + done.json.
+RUN_DIR/backup/<phase>/ holds a phase's state: Keras's backup, best.weights.h5, history.csv, and
+once the phase is finished final.npz and done.json.
 """
 
 from __future__ import annotations

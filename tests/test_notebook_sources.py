@@ -77,11 +77,26 @@ def test_editing_the_py_and_syncing_changes_that_cell_only(tmp_path):
     assert after.metadata == before.metadata
 
 
-def test_training_notebooks_share_their_code_and_differ_only_in_backbone_and_narrative():
+def test_training_notebooks_share_their_code_and_differ_only_in_backbone_and_batchnorm_cells():
     vgg, resnet = (nbformat.read(ROOT / "notebooks" / name, as_version=4) for name in ("03_train_vgg16.ipynb", "04_train_resnet50.ipynb"))
     vgg_code = [cell.source for cell in vgg.cells if cell.cell_type == "code"]
     resnet_code = [cell.source for cell in resnet.cells if cell.cell_type == "code"]
-    assert vgg_code[1:] == resnet_code[1:]  # every cell after the parameters: one-line calls into fer_utils
+    batch_norm = [source for source in resnet_code if "BatchNormalization" in source and source not in vgg_code]
+    assert len(batch_norm) == 2  # which layers are BatchNorm; what trainable=False does to one
+    assert vgg_code[1:] == [source for source in resnet_code[1:] if source not in batch_norm]
     differing = [(a, b) for a, b in zip(vgg_code[0].splitlines(), resnet_code[0].splitlines()) if a != b]
     assert differing == [('BACKBONE = "vgg16"', 'BACKBONE = "resnet50"')]
     assert "BatchNorm" in resnet.cells[1].source and "BatchNorm" not in vgg.cells[1].source
+
+
+@pytest.mark.parametrize("name", ["03_train_vgg16.py", "04_train_resnet50.py"])
+def test_training_notebooks_show_the_recipe_in_their_cells(name):
+    """The recipe in view: model, freeze, compile, fit, unfreeze, recompile, fit, save (issue 30)."""
+    text = (ROOT / "notebooks" / name).read_text()
+    for needle in ("models.build_backbone(", "models.input_block(", "keras.layers.GlobalAveragePooling2D(",
+                   'keras.layers.Dense(128, activation="relu"', "keras.layers.Dropout(", "keras.Model(inputs, outputs",
+                   "backbone.trainable = False", ".summary(", "keras.optimizers.AdamW(learning_rate=LEARNING_RATE",
+                   "learning_rate=schedule", "training.unfreeze_top(", "training.save_run("):
+        assert needle in text, needle
+    assert text.count(".compile(") == 2 and text.count(".fit(") == 2
+    assert "\nLEARNING_RATE = 1e-3" in text and "\nFINETUNE_LEARNING_RATE = 1e-4" in text

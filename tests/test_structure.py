@@ -15,12 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # imports point one way, from what users call down to the helpers.
 LAYERS = {
     # The package itself is a front door too: `fer_utils.load_pretrained()`.
-    "entry points": (4, {"__init__", "__main__", "cli", "notebook", "training_notebook", "webcam"}),
-    "jobs": (3, {"training", "averaging", "report", "video", "export"}),
+    "entry points": (4, {"__init__", "__main__", "cli", "notebook", "webcam"}),
+    "jobs": (3, {"recipe", "report", "video", "export"}),
     "building blocks": (2, {
-        "data", "demo", "exploration", "augmentation", "models", "training_config", "phases", "callbacks",
-        "checkpoints", "runs", "loading", "pretrained", "metrics", "stats", "evaluation", "gradcam", "plots",
-        "faces", "environment", "distillation", "lineage",
+        "data", "demo", "exploration", "augmentation", "models", "training", "runs", "loading", "pretrained",
+        "metrics", "stats", "evaluation", "gradcam", "plots", "faces", "environment",
     }),
     "helpers": (1, {"files", "progress", "backend"}),
 }
@@ -92,3 +91,10 @@ def test_the_tool_prints_the_graph_and_the_cycles(tool, tmp_path, capsys):
     assert "No import cycles." in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="No package folder"):
         tool.import_graph(tmp_path / "missing")
+
+
+def test_the_package_stays_small_and_the_shipped_models_factory_stays_out():
+    sizes = {path.name: len(path.read_text().splitlines()) for path in (ROOT / "fer_utils").glob("*.py")}
+    assert sum(sizes.values()) < 6000, sum(sizes.values())
+    assert max(sizes.values()) <= 500, max(sizes, key=sizes.get)
+    assert not {"lineage.py", "distillation.py", "averaging.py"} & set(sizes)
