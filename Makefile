@@ -46,7 +46,7 @@ unit: setup
 # The unit tests again under Keras's JAX backend (JAX's CPU wheel comes with setup). CI's time allows
 # the files that exercise the backend-specific code: backend choice, devices, gradients and models
 # (the shipped one included) across backends (test_backends), Grad-CAM, training (fit, resume,
-# determinism, distribution scope), evaluation (TTA, ensembles), and faces (the MTCNN detector's
+# determinism), evaluation (TTA, compare's ensemble), and faces (the MTCNN detector's
 # networks on JAX). The whole suite passes under JAX too: `make test-jax JAX_TESTS=tests`.
 JAX_TESTS ?= tests/test_backends.py tests/test_gradcam.py tests/test_training.py tests/test_evaluation.py \
 	tests/test_faces.py
@@ -69,9 +69,9 @@ clean:
 test-stacks:
 	$(PYTHON) tools/test_stack.py colab kaggle
 
-# The GPU check (README "The GPU check"): VGG16 and ResNet50 at 96 px under JAX, float32 against
+# The GPU check (benchmarks/README.md, "The GPU check"): VGG16 and ResNet50 at 96 px under JAX, float32 against
 # mixed precision, on one GPU. `gpu-check` runs with the GPU machine's own python3 (no venv there),
-# after the wheels of `gpu-check-wheels` are installed (see the README for the one install line).
+# after the wheels of `gpu-check-wheels` are installed (benchmarks/README.md has the one install line).
 # `gpu-check-subset` writes the FER2013 subset it trains on (DATA: your FER2013 root).
 # `gpu-check-dry-run` is the same check at tiny sizes on the demo data, on a CPU (CI runs it).
 GPU_CHECK_WHEELS := keras==3.15.1 namex==0.1.0 optree==0.20.0
