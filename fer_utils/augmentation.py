@@ -1,9 +1,7 @@
 """The training-time augmentation block, built from Keras's own random image layers.
 
-It is the first block inside every model (`fer_utils.models.input_block`): Keras's random layers
-act only in training mode (`fit`) and pass images through unchanged in `predict` and `evaluate`.
-The defaults are mild on purpose: FER2013 faces are already roughly aligned and centred, and
-expressions are close to left-right symmetric.
+It is the first block inside every model (`fer_utils.models.input_block`) and acts only in `fit`.
+The defaults are mild: FER2013 faces are roughly aligned and expressions nearly left-right symmetric.
 """
 
 from __future__ import annotations
@@ -13,11 +11,8 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class AugmentationConfig:
-    """Strengths of each random transform; 0 (or False) switches one off.
-
-    `rotation` is a fraction of a full turn (0.05 is +-18 degrees); `zoom` and `translation` are
-    fractions of the image size; `contrast` 0.1 scales contrast by 0.9 .. 1.1.
-    """
+    """Strengths of each random transform (0 or False: off): `rotation` in turns (0.05 is +-18 degrees), `zoom`
+    and `translation` in fractions of the image size, `contrast` 0.1 scales contrast by 0.9 .. 1.1."""
 
     flip: bool = True
     rotation: float = 0.05

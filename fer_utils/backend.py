@@ -1,9 +1,7 @@
 """Backend-specific code: the one module that imports tensorflow, jax or torch, each inside a function.
 
-Everything else speaks Keras 3. What Keras does not expose lives here, one implementation per backend
-(`active_backend`): GPU names, GPU memory growth, op determinism, class-score gradients (Grad-CAM),
-ONNX export. `select_backend` fixes the backend before Keras is imported (a notebook's `BACKEND`);
-`quiet_tensorflow` keeps TensorFlow's C++ log lines out of notebooks and consoles.
+What Keras 3 does not expose, one implementation per backend: GPU names, op determinism, class-score
+gradients (Grad-CAM), ONNX export; choosing the backend before Keras is imported; quieting TensorFlow.
 """
 
 from __future__ import annotations
@@ -92,11 +90,8 @@ def active_backend() -> str:
 
 
 def select_backend(backend: str | None) -> str:
-    """Make `backend` ("tensorflow", "jax", "torch"; None: `active_backend`) the one Keras starts with.
-
-    Call it before anything imports Keras: once Keras is loaded, asking for another backend is a
-    RuntimeError that says to restart the kernel. Returns the backend.
-    """
+    """Make `backend` ("tensorflow", "jax", "torch"; None: `active_backend`) the one Keras starts with,
+    before anything imports Keras (after, another backend is a RuntimeError). Returns the backend."""
     if backend is None:
         return active_backend()
     backend = str(backend).strip().lower()
@@ -140,20 +135,6 @@ def gpu_names() -> list[str]:
             for device in tf.config.list_physical_devices("GPU")]
 
 
-def enable_memory_growth() -> None:
-    """Let the backend take GPU memory as needed, not all up front; call before the first GPU operation
-    (JAX reads its variable when it first uses the GPU; PyTorch's allocator grows by default)."""
-    backend = active_backend()
-    if backend == "jax":
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        for device in tf.config.list_physical_devices("GPU"):
-            with contextlib.suppress(RuntimeError):  # already initialised: its policy can no longer change
-                tf.config.experimental.set_memory_growth(device, True)
-
-
 def enable_op_determinism() -> None:
     """Same seed, same result, where the backend offers it (JAX's CPU ops already are); for the CPU,
     as on GPUs some kernels have no deterministic version."""
@@ -170,12 +151,9 @@ def enable_op_determinism() -> None:
 
 # --- Gradients (Grad-CAM) -------------------------------------------------------------------------
 def class_score_gradients(feature_model, score_fn, inputs, class_indices=None):
-    """Feature maps and the gradient of one class score per image with respect to them (Grad-CAM).
-
-    `feature_model` is a functional Keras model returning `(feature_maps, features)`; `score_fn(features)`
-    gives class scores (N, classes). Each image's score of `class_indices[i]` (default: its top class)
-    is differentiated. Returns numpy arrays `(feature_maps, gradients, class_indices)`.
-    """
+    """Feature maps of `feature_model` (returning `(feature_maps, features)`) and the gradient, with
+    respect to them, of each image's `score_fn(features)` score for `class_indices[i]` (default: its
+    top class). Returns numpy arrays `(feature_maps, gradients, class_indices)` (Grad-CAM)."""
     backend = active_backend()
     if backend == "jax":
         return _jax_class_score_gradients(feature_model, score_fn, inputs, class_indices)

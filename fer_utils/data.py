@@ -221,11 +221,8 @@ def _decode_split(split_dir: Path, paths: list[str], labels: np.ndarray, progres
 
 
 def load_split(path: str | os.PathLike, cache=True, progress: bool = True) -> Split:
-    """Load one labelled split folder `DIR/<class>/<image>` (e.g. `fer2013/test`).
-
-    `cache` is True (the default cache folder), a folder, or False (neither read nor written).
-    Unknown, missing or empty class folders and undecodable files are ValueErrors naming them.
-    """
+    """Load one labelled split folder `DIR/<class>/<image>` (e.g. `fer2013/test`). `cache`: True (the default
+    folder), a folder, or False. Bad class folders and undecodable files are ValueErrors naming them."""
     split_dir = _existing_path(path)
     if not split_dir.is_dir():
         raise ValueError(f"'{split_dir}' is not a folder of class folders (DIR/<class>/<image>).")
@@ -330,11 +327,9 @@ def load_dataset(path: str | os.PathLike, cache=True, progress: bool = True) -> 
 
 
 def test_usages(path: str | os.PathLike) -> np.ndarray | None:
-    """Which FER2013 test set ("public_test" / "private_test") each image of `load_labelled(path, "test")` is from.
-
-    Known for `fer2013.csv` (its Usage column) and for a `test/` folder whose file names all start with
-    `PublicTest_` or `PrivateTest_` (Kaggle's msambare copy), both present; None otherwise.
-    """
+    """Which FER2013 test set ("public_test" / "private_test") each image of `load_labelled(path, "test")` is
+    from: known for `fer2013.csv` and for a `test/` folder whose file names start with `PublicTest_` or
+    `PrivateTest_` (Kaggle's msambare copy), both present; None otherwise."""
     path = _existing_path(path)
     if path.is_file():
         splits = load_csv(path, progress=False)
@@ -353,11 +348,8 @@ def test_usages(path: str | os.PathLike) -> np.ndarray | None:
 
 
 def load_labelled(path: str | os.PathLike, split: str = "test", cache=True, progress: bool = True) -> Split:
-    """Load one labelled split: `split` of a dataset root (or csv), or the whole of a single split folder.
-
-    "private_test" and "public_test" also work for a folder whose `test/` file names say which is
-    which (see `test_usages`).
-    """
+    """Load one labelled split: `split` of a dataset root (or csv), or the whole of a single split folder;
+    "private_test" and "public_test" also work where `test_usages` knows them."""
     path = _existing_path(path)
     if path.is_dir():
         splits = _split_folders(path)
@@ -380,11 +372,8 @@ def load_labelled(path: str | os.PathLike, split: str = "test", cache=True, prog
 
 # --- Splits, weights and summaries ----------------------------------------------------------------
 def train_val_split(split: Split, val_fraction: float = 0.1, seed: int = 42) -> tuple[Split, Split]:
-    """Carve a stratified, seeded validation split out of a training split; returns (train, val).
-
-    Each class gives `round(val_fraction * count)` images (at least one when it has two or more).
-    The test split is never involved: model selection uses this validation split only.
-    """
+    """Carve a stratified, seeded validation split out of a training split (the test split is never involved);
+    each class gives `round(val_fraction * count)` images, at least one when it has two. Returns (train, val)."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}.")
     rng = np.random.default_rng(seed)

@@ -1,10 +1,8 @@
 """The demo dataset: procedurally drawn 48x48 grayscale faces of the 7 expressions (no FER2013 image ships).
 
-Brows, eyes and mouth follow each expression (V-shaped brows for anger, a sneer and wrinkled nose
-for disgust, raised brows and an open mouth for fear, a smile, a frown with inner-raised brows for
-sadness, an "O" mouth for surprise), blended with a neutral face by a random intensity; random pose,
-lighting, blur and noise make it learnable but not trivial. Class sizes follow FER2013's (disgust is
-rare) and the layout is Kaggle's msambare one, so it goes through the same loader as real data.
+Each expression's brows, eyes and mouth are blended with a neutral face at a random intensity, under
+random pose, lighting, blur and noise. Class sizes follow FER2013's and the folders Kaggle's msambare
+layout, so the demo goes through the same loader as real data.
 """
 
 from __future__ import annotations

@@ -84,11 +84,8 @@ def _installed_version(name: str) -> str | None:
 
 
 def version_problems(ranges: dict[str, str] | None = None) -> list[str]:
-    """One line per library that is missing or outside its supported range, with the fix.
-
-    `ranges` ({distribution: specifier}) defaults to the installed fer-utils package's own runtime
-    requirements, the range pip enforces (none when running from a source tree not installed).
-    """
+    """One line per library missing or outside its supported range, with the fix. `ranges` ({distribution:
+    specifier}) defaults to the installed fer-utils's own requirements (none from an uninstalled tree)."""
     import importlib.metadata
 
     from packaging.requirements import Requirement

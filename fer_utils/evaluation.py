@@ -68,11 +68,8 @@ class EvaluationResult:
 
 def evaluate_proba(y_true, proba, class_names: Sequence[str], name: str = "model", n_boot: int = 1000,
                    seed: int = 0, **extra) -> EvaluationResult:
-    """Score a probability matrix against labels (both in `class_names` order).
-
-    `extra` fills EvaluationResult's optional fields (images_per_second, tta, n_params,
-    training_time_s, members). `n_boot=0` computes no confidence intervals.
-    """
+    """Score a probability matrix against labels (both in `class_names` order). `extra` fills the optional
+    fields of EvaluationResult; `n_boot=0` computes no confidence intervals."""
     labels = _as_labels(y_true)
     proba = _as_proba(proba, labels.shape[0])
     class_names = tuple(str(name_) for name_ in class_names)
@@ -96,13 +93,8 @@ def evaluate_proba(y_true, proba, class_names: Sequence[str], name: str = "model
 
 def evaluate_model(source, split, tta: bool = False, batch_size: int = 256, n_boot: int = 1000, seed: int = 0,
                    name: str | None = None) -> EvaluationResult:
-    """Evaluate a model on a labelled split (a `fer_utils.data.Split`).
-
-    `source` is anything `fer_utils.loading.load_model` takes (a Run, a run folder, a .keras file,
-    "builtin", a Keras model). The model's class names are matched with the split's by name; `name`
-    overrides the display name. Speed is images classified per second after one warm-up batch (TTA
-    classifies each image twice).
-    """
+    """Evaluate `source` (anything `loading.load_model` takes) on a labelled `data.Split`, matching class names
+    by name; `name` overrides the display name. Speed is images per second after one warm-up batch."""
     from fer_utils import models
     from fer_utils.loading import load_model
 
@@ -129,11 +121,8 @@ def evaluate_model(source, split, tta: bool = False, batch_size: int = 256, n_bo
 
 def ensemble_result(results: Sequence[EvaluationResult], name: str = "ensemble", n_boot: int = 1000,
                     seed: int = 0) -> EvaluationResult:
-    """Score the mean of several results' probabilities (all on the same split) like one model.
-
-    Its parameter count and training time are its members' sums; its speed is that of running every
-    member one after the other.
-    """
+    """Score the mean of several results' probabilities (same split) like one model: parameters and training
+    time are the members' sums, speed that of running every member in turn."""
     if not results:
         raise ValueError("An ensemble needs at least one evaluated model.")
     first = results[0]

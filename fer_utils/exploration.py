@@ -28,11 +28,8 @@ def pixel_statistics(dataset: dict):
 
 
 def find_duplicates(dataset: dict):
-    """Byte-identical images within and across splits of `{split name: Split}`.
-
-    A DataFrame with one row per image that has an identical twin: `group` (shared by identical
-    images), `split`, `index` (row in that split), `label` (class name).
-    """
+    """Byte-identical images within and across splits of `{split name: Split}`: one row per image with a twin,
+    `group` (shared by twins), `split`, `index`, `label` (class name)."""
     import pandas as pd
 
     records = [(hashlib.blake2b(image.tobytes(), digest_size=12).hexdigest(), split_name, index,

@@ -1,16 +1,10 @@
-"""Export a trained model to the formats deployment runtimes read, and load those exports back.
+"""Export a trained model for deployment runtimes, and load those exports back.
 
-- `onnx`: one `.onnx` file for ONNX Runtime, written with tf2onnx from the frozen graph
-  (`backend.export_onnx`: Keras's own exporter leaves the fixed mean and variance of the
-  VGG16/ResNet50 preprocessing as unfed graph inputs);
-- `litert`: one `.tflite` file for LiteRT, formerly TensorFlow Lite (Android, iOS, microcontrollers);
-- `saved_model`: a TensorFlow SavedModel folder (TF Serving, the TensorFlow.js converter, `TFSMLayer`).
-
-All are written on Keras's TensorFlow backend. An export takes what the Keras model takes, raw 48x48
-grayscale faces as float32 0..255 of shape (batch, 48, 48, 1), and returns the softmax probabilities
-in the run's class order; the preprocessing is inside, the random augmentation left out. Converters
-and runtimes beyond TensorFlow are the project's `export` extra; a missing one is a ValueError that
-names the pip command.
+Formats: `onnx` (ONNX Runtime, via `backend.export_onnx`), `litert` (a `.tflite` for LiteRT, formerly
+TensorFlow Lite) and `saved_model` (TF Serving, TensorFlow.js, `TFSMLayer`), all written on Keras's
+TensorFlow backend. An export takes raw float32 48x48x1 faces (0..255) and returns the probabilities
+in the run's class order, preprocessing inside. Converters are the `export` extra (a missing one is a
+ValueError naming the pip command).
 """
 
 from __future__ import annotations
@@ -71,11 +65,8 @@ def _check_backend(format: str) -> None:
 
 
 def check_export_path(path: str | os.PathLike, format: str, overwrite: bool = False) -> Path:
-    """`path` as a Path when `format` can be written there; ValueError / FileExistsError if not.
-
-    `onnx` and `litert` write one file with the format's suffix, `saved_model` a folder. An existing
-    export is replaced only with `overwrite`; a folder that is not a SavedModel never is.
-    """
+    """`path` as a Path when `format` can be written there (`onnx`, `litert`: a file with its suffix;
+    `saved_model`: a folder); an existing export is replaced only with `overwrite`, a non-SavedModel never."""
     path = Path(path).expanduser()
     suffix = SUFFIXES[_check_format(format)]
     if suffix is not None and path.suffix.lower() != suffix:
@@ -95,13 +86,9 @@ def check_export_path(path: str | os.PathLike, format: str, overwrite: bool = Fa
 
 
 def export_model(model, path: str | os.PathLike, format: str, overwrite: bool = False) -> Path:
-    """Write the Keras `model` to `path` in `format` (one of `FORMATS`) and return the path.
-
-    The export is written beside `path` under a temporary name and renamed when complete, so a
-    failed export leaves nothing behind. ValueError for an unknown format, a path that does not fit
-    it or a missing converter (naming the pip command); FileExistsError for an existing `path`
-    without `overwrite`.
-    """
+    """Write the Keras `model` to `path` in `format` (one of `FORMATS`) under a temporary name, renamed when
+    complete, and return the path. ValueError for an unknown format, an unfit path or a missing converter
+    (naming the pip command); FileExistsError for an existing `path` without `overwrite`."""
     import keras
 
     path = check_export_path(path, format, overwrite)
@@ -143,10 +130,8 @@ def export_model(model, path: str | os.PathLike, format: str, overwrite: bool = 
 
 @contextlib.contextmanager
 def _quiet_converter_logs():
-    """The tf2onnx, absl and tensorflow loggers at errors only while a converter runs (they log every rewrite).
-
-    Keras's numpy-2 patch of tf2onnx probes `np.object`, which makes numpy warn; that is silenced too.
-    """
+    """Converter loggers at errors only while a converter runs (they log every rewrite); also silences numpy's
+    warning about `np.object`, which Keras's numpy-2 patch of tf2onnx probes."""
     loggers = [logging.getLogger(name) for name in ("tf2onnx", "absl", "tensorflow")]
     levels = [logger.level for logger in loggers]
     try:
@@ -161,12 +146,9 @@ def _quiet_converter_logs():
 
 
 def load_exported(path: str | os.PathLike, format: str, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """Load an export with its own runtime; return a function from images to float32 probabilities.
-
-    The function takes a batch (batch, 48, 48, 1) or (batch, 48, 48) of pixels 0..255. Runtimes:
-    ONNX Runtime (CPU), the LiteRT interpreter (`ai_edge_litert`), `keras.layers.TFSMLayer` for
-    the SavedModel. `threads` sets ONNX Runtime's and LiteRT's CPU threads (None: their default).
-    """
+    """Load an export with its own runtime (ONNX Runtime on the CPU, LiteRT's `ai_edge_litert`, or
+    `keras.layers.TFSMLayer`); return a function from pixels 0..255, (batch, 48, 48[, 1]), to float32
+    probabilities. `threads` sets ONNX Runtime's and LiteRT's CPU threads (None: their default)."""
     _check_format(format)
     path = Path(path).expanduser()
     if not path.exists():

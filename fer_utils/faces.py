@@ -1,18 +1,9 @@
 """Faces in photos: detect, crop to the models' 48x48 input, classify and draw.
 
-Two detectors, each with its model inside a registry package (nothing is downloaded at run time);
-`detector="auto"` takes the first that can run here, in the order of `DETECTORS`:
-
-1. "mtcnn" (the `mtcnn` package): on `benchmarks/bench_detectors.py` it found all 10 faces (rotated
-   by up to 30 degrees, scaled to 25%) with 1 false box, and gives the same boxes under OpenCV 4 and
-   5, at about three times the Haar cascade's time. Its code is TensorFlow, so TensorFlow must be
-   installed; beside PyTorch it crashes the process, so the PyTorch backend does not offer it.
-2. "haar": OpenCV's frontal-face Haar cascade, shipped in the OpenCV 4 wheels only (not OpenCV 5):
-   the fast choice; it found 7 of the 10 faces (it misses rotations beyond about 10 degrees).
-
-`resolve_detector` says which one runs. The boxes are square (x, y, w, h) inside the image whichever
-detector ran, and `crop_faces` cuts raw grayscale 48x48 faces (0..255, FER2013's format): the model
-does its own preprocessing. Colour images are RGB; OpenCV's BGR appears only inside file I/O.
+`detector="auto"` takes the first of `DETECTORS` that can run here. "mtcnn" comes first: on
+`benchmarks/bench_detectors.py` it found all 10 faces (rotated up to 30 degrees) where OpenCV 4's Haar
+cascade ("haar", three times faster, absent from OpenCV 5) found 7. Boxes are square (x, y, w, h);
+`crop_faces` cuts raw 48x48 gray faces (the model preprocesses). Images are RGB; BGR only in file I/O.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Atomic file writes, JSON numbers and the cache folder, for run folders, the data cache, figures and reports.
 
-Every artifact is written to a hidden temporary name (ending in `.tmp`, or `.tmp.keras` for Keras
-models) in its destination folder, flushed, then renamed over the destination, so a reader (or a
-process killed half-way) sees the old file or the complete new one. Artifacts get the mode a plain
-`open(path, "w")` would give them (0666 minus the umask): run folders and caches are shared like any
-other output. This module imports nothing from fer_utils.
+Each file is written to a hidden temporary name (`.tmp`, or `.tmp.keras`) beside it, then renamed over
+it, so a reader or a killed process sees the old file or the complete new one. Files get the mode a
+plain `open(path, "w")` gives (0666 minus the umask). This module imports nothing from fer_utils.
 """
 
 from __future__ import annotations
@@ -40,11 +38,8 @@ def temporary_path(path: str | os.PathLike, suffix: str = TEMPORARY_SUFFIX) -> P
 
 
 def atomic_write_path(path: str | os.PathLike, write: Callable[[Path], Any], suffix: str = TEMPORARY_SUFFIX) -> Path:
-    """Call `write(temporary)` with a temporary file's path beside `path`, then rename it to `path`.
-
-    For writers that want a file name, not a stream (Keras's `model.save` wants one ending in
-    `.keras`, hence `suffix`). The temporary is deleted when `write` fails.
-    """
+    """Call `write(temporary)` with a temporary path beside `path` (for writers that want a name, like Keras's
+    `model.save`, hence `suffix`), then rename it to `path`; the temporary is deleted when `write` fails."""
     path = Path(path)
     temporary = temporary_path(path, suffix=suffix)
     try:

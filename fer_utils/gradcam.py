@@ -1,9 +1,8 @@
 """Grad-CAM heatmaps: where in a face the model found the evidence for a class.
 
-Works on models with the project's structure (`fer_utils.models.build_model`: ... -> "preprocess" ->
-"backbone" (a nested model) -> head -> "predictions"), and on an ensemble of such models whose
-probabilities are averaged (the shipped model): its heatmap is the mean of its members' for the
-ensemble's class. The gradient itself is `fer_utils.backend.class_score_gradients`.
+For models built by `fer_utils.models.build_model` (a nested "backbone" model, then the head), and for
+averaging ensembles of them (the shipped model: the mean of the members' heatmaps). The gradient
+itself is `fer_utils.backend.class_score_gradients`.
 """
 
 from __future__ import annotations
@@ -134,11 +133,8 @@ def _normalised(maps: np.ndarray) -> np.ndarray:
 
 
 def _models_around_backbone(model):
-    """(a model from the raw pixels to the backbone's input, the head layers after the backbone).
-
-    The input part is cut from the model's own graph at the layer just before "backbone" (the
-    contract's "preprocess"), so any layers before it, even with several inputs, are reproduced exactly.
-    """
+    """(a model from the raw pixels to the backbone's input, the head layers after the backbone). The first is
+    cut from the model's own graph before "backbone", so every layer before it is reproduced exactly."""
     import keras
 
     position = [layer.name for layer in model.layers].index("backbone")

@@ -1,9 +1,7 @@
 """The one way to get a model to evaluate or predict with: `load_model`.
 
-Evaluation, face prediction, export, the webcam view and the command line all call it, whatever they
-were handed: a Keras model, a `fer_utils.runs.Run`, a run folder, a `.keras` file, or "builtin" (the
-model that ships with the package, `fer_utils.pretrained`). `default_model` picks what notebook 06
-uses when the reader names none; `describe` names a loaded model in one line.
+It takes a Keras model, a `fer_utils.runs.Run`, a run folder, a `.keras` file or "builtin" (the shipped
+model). `default_model` picks notebook 06's model when none is named; `describe` names one in a line.
 """
 
 from __future__ import annotations
@@ -91,11 +89,8 @@ def _check_outputs(model, class_names, what: str, fix: str) -> None:
 
 
 def default_model(runs_dir) -> str | Path:
-    """The reader's best run in `runs_dir` trained on real data, else "builtin".
-
-    Runs trained on the drawn demo faces (config.json `data.source` "demo") are skipped: on a real
-    photo their guesses are close to arbitrary.
-    """
+    """The reader's best run in `runs_dir` trained on real data, else "builtin" (on a real photo, a run trained
+    on the drawn demo faces guesses close to arbitrarily)."""
     candidates = []
     for run_dir in runs.find_runs(runs_dir):
         if runs.data_provenance(runs.read_config(run_dir)).get("source") == "demo":

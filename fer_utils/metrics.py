@@ -1,8 +1,7 @@
 """Metrics of class probabilities against integer labels: pure numpy and pandas, no model.
 
 `y_true` is (N,) integer labels; `proba` an (N, K) probability matrix (or, where it says so, predicted
-class indices (N,)). Inputs are checked and a ValueError says what is wrong. The input checks and
-the scores from a confusion matrix are shared with `fer_utils.stats` and `fer_utils.evaluation`.
+class indices (N,)). Inputs are checked; a ValueError says what is wrong.
 """
 
 from __future__ import annotations
@@ -62,11 +61,8 @@ def _check_label_range(labels: np.ndarray, num_classes: int, name: str) -> None:
 
 
 def confusion(y_true, y_pred, num_classes: int | None = None, normalize: str | None = None) -> np.ndarray:
-    """The confusion matrix: rows are true classes, columns predicted ones.
-
-    `y_pred` may be class indices or probabilities. `normalize="true"` divides each row by its count
-    (the diagonal is then per-class recall; a class absent from `y_true` gets a row of zeros).
-    """
+    """The confusion matrix (rows true, columns predicted); `y_pred` may be indices or probabilities.
+    `normalize="true"` divides each row by its count (an absent class gets a row of zeros)."""
     labels = _as_labels(y_true)
     predictions = _as_predictions(y_pred, labels.shape[0])
     num_classes = num_classes or _num_classes(y_pred, labels, predictions)
@@ -82,10 +78,7 @@ def confusion(y_true, y_pred, num_classes: int | None = None, normalize: str | N
 
 
 def _scores_from_confusion(matrix: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-class precision, recall, F1 and support of a (..., K, K) confusion matrix (or a stack of them).
-
-    A score is NaN where it is undefined (no predictions, no support, or neither).
-    """
+    """Per-class precision, recall, F1 and support of a (..., K, K) confusion matrix; NaN where undefined."""
     true_positives = np.diagonal(matrix, axis1=-2, axis2=-1).astype(np.float64)
     support = matrix.sum(axis=-1).astype(np.float64)
     predicted = matrix.sum(axis=-2).astype(np.float64)
@@ -108,11 +101,8 @@ def _balanced_accuracy_from_confusion(matrix: np.ndarray) -> np.ndarray:
 
 
 def reliability_bins(y_true, proba, n_bins: int = 15) -> pd.DataFrame:
-    """Samples grouped by confidence (top probability) into `n_bins` equal bins (b/n, (b+1)/n].
-
-    One row per bin: lower, upper, count, confidence (mean top probability), accuracy (share right);
-    the last two are NaN for an empty bin.
-    """
+    """Samples grouped by top probability into `n_bins` equal bins (b/n, (b+1)/n]: lower, upper, count,
+    confidence (mean top probability), accuracy; the last two NaN for an empty bin."""
     labels = _as_labels(y_true)
     proba = _as_proba(proba, labels.shape[0])
     if n_bins < 1:
@@ -166,10 +156,8 @@ def compute_metrics(y_true, proba, class_names: Sequence[str] | None = None, n_b
 
 
 def per_class_table(y_true, y_pred, class_names: Sequence[str]) -> pd.DataFrame:
-    """Per-class precision, recall, F1 and support, indexed by class name.
-
-    `y_pred` may be class indices or probabilities. An undefined score is 0 (scikit-learn's `zero_division=0`).
-    """
+    """Per-class precision, recall, F1 and support by class name (an undefined score is 0, as scikit-learn's
+    `zero_division=0`); `y_pred` may be class indices or probabilities."""
     labels = _as_labels(y_true)
     scores = _scores_from_confusion(confusion(labels, _as_predictions(y_pred, labels.shape[0]), len(class_names)))
     return pd.DataFrame(
@@ -184,10 +172,8 @@ def per_class_table(y_true, y_pred, class_names: Sequence[str]) -> pd.DataFrame:
 
 
 def align_class_names(proba, model_class_names: Sequence[str], data_class_names: Sequence[str]) -> np.ndarray:
-    """Reorder probability columns from the model's class order to the data's, by name.
-
-    Different class sets are a ValueError naming both lists: the outputs cannot be matched to the labels.
-    """
+    """Reorder probability columns from the model's class order to the data's, by name; different class sets
+    are a ValueError naming both lists."""
     proba = np.asarray(proba)
     model_class_names = [str(name) for name in model_class_names]
     data_class_names = [str(name) for name in data_class_names]

@@ -66,14 +66,11 @@ def _locate_data(data=None):
 def setup(data=None, seed: int = 42, runs_dir=None, quiet: bool = False, runs_on_drive: bool = False,
           weights_dir=None, backend: str | None = None) -> NotebookContext:
     """Choose the Keras backend, set seeds, find the data and the runs folder, check the libraries, print them.
-
     `data`: None finds FER2013 (else the demo data), "demo", or a path. `runs_dir`: None picks
-    `$FER_RUNS_DIR`, /kaggle/working/runs on Kaggle, else ./runs; `runs_on_drive` keeps them on Google
-    Drive on Colab. `weights_dir`: a folder of Keras's ImageNet "notop" files, searched before
-    downloading. `backend`: "tensorflow", "jax" or "torch" (None: `$KERAS_BACKEND`, else TensorFlow).
-    With a GPU, Keras's global dtype policy becomes "mixed_float16" (float16 compute, float32 weights,
-    faster on tensor cores); `keras.mixed_precision.set_global_policy("float32")` undoes it.
-    """
+    `$FER_RUNS_DIR`, /kaggle/working/runs on Kaggle, else ./runs (`runs_on_drive`: Google Drive on Colab).
+    `weights_dir`: Keras's ImageNet "notop" files, searched before downloading. `backend`: "tensorflow",
+    "jax", "torch" or None (`$KERAS_BACKEND`). With a GPU, Keras's dtype policy becomes "mixed_float16"
+    (faster on tensor cores); `keras.mixed_precision.set_global_policy("float32")` undoes it."""
     from fer_utils import environment, models
     from fer_utils.backend import quiet_tensorflow, select_backend
 
@@ -142,11 +139,8 @@ def _notice(message: str) -> None:
 
 
 def resolve_weights(backbone: str, weights):
-    """A training notebook's `WEIGHTS`, with ImageNet weights downloaded now if needed.
-
-    When ImageNet weights cannot be had (offline, no cached file) the error is shown prominently and
-    None (random weights) is returned, so the notebook can still be stepped through offline.
-    """
+    """A training notebook's `WEIGHTS`, with ImageNet weights downloaded now if needed; when they cannot be
+    had (offline, no cached file) the error is shown prominently and None (random weights) returned."""
     from fer_utils import models
 
     if weights != "imagenet":

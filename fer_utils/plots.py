@@ -1,8 +1,7 @@
 """Matplotlib figures for the notebooks and the comparison report.
 
-Every function returns a `matplotlib.figure.Figure` (a notebook displays it; scripts pass it to
-`save_figure`). Figures are stand-alone `Figure` objects, not pyplot's global state, so headless runs
-leak nothing. The plots compute nothing: their numbers come from `metrics`, `evaluation`, `gradcam`.
+Every function returns a stand-alone `matplotlib.figure.Figure` (not pyplot's global state, so
+headless runs leak nothing); a notebook displays it, scripts pass it to `save_figure`.
 """
 
 from __future__ import annotations
@@ -65,11 +64,8 @@ def _style_epoch_axis(axis, title: str, ylabel: str) -> None:
 
 
 def plot_training_curves(history: pd.DataFrame, title: str | None = None):
-    """Accuracy and loss per epoch, training vs validation, a dashed line at each change of phase.
-
-    `history` is a run's history.csv (epoch, phase, loss, accuracy, val_loss, val_accuracy; missing
-    columns are skipped).
-    """
+    """Accuracy and loss per epoch from a run's history.csv, training vs validation (missing columns are
+    skipped), a dashed line at each change of phase."""
     figure = _new_figure(11, 4)
     axes = figure.subplots(1, 2)
     epochs = _epoch_axis(history)
@@ -107,11 +103,8 @@ def plot_validation_curves(histories: Mapping[str, pd.DataFrame]):
 
 
 def plot_confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence[str]):
-    """Confusion-matrix heatmaps side by side ({model name: (K, K) counts, rows true, columns predicted}).
-
-    Each row is shown as fractions of its true class (the diagonal is per-class recall), which makes
-    models and imbalanced classes comparable.
-    """
+    """Confusion-matrix heatmaps side by side ({model name: (K, K) counts}), each row as fractions of its true
+    class (the diagonal is per-class recall), so models and imbalanced classes compare."""
     import seaborn as sns
 
     if not matrices:
@@ -157,11 +150,8 @@ def plot_per_class_f1(per_class: Mapping[str, pd.DataFrame]):
 
 
 def plot_reliability_diagram(calibration: Mapping[str, tuple[pd.DataFrame, float]]):
-    """Accuracy against confidence per bin for several models ({name: (bins, ece)}); the diagonal is perfect.
-
-    `bins` is `fer_utils.metrics.reliability_bins(y_true, proba)` and `ece` the model's expected
-    calibration error; the lower panel shows how many images fall in each bin.
-    """
+    """Accuracy against confidence per bin for several models ({name: (`metrics.reliability_bins`, ece)}),
+    the diagonal perfect; the lower panel shows how many images fall in each bin."""
     if not calibration:
         raise ValueError("plot_reliability_diagram needs at least one {name: (bins, ece)} entry.")
     figure = _new_figure(6, 6.5)
@@ -190,10 +180,8 @@ def _face(image) -> np.ndarray:
 
 
 def plot_misclassified(images, y_true, proba, class_names: Sequence[str], n: int = 16, title: str | None = None):
-    """The `n` most confidently misclassified faces, titled "true: X / pred: Y (confidence)".
-
-    The most confident mistakes point at label noise and at the class pairs the model confuses most.
-    """
+    """The `n` most confidently misclassified faces, "true: X / pred: Y (confidence)": they show label noise
+    and the class pairs the model confuses most."""
     images, y_true, proba = np.asarray(images), np.asarray(y_true), np.asarray(proba)
     if not len(images) == len(y_true) == len(proba):
         raise ValueError(f"images, y_true and proba must have the same length; got {len(images)}, {len(y_true)}, {len(proba)}.")
@@ -320,10 +308,8 @@ def plot_image_rows(rows: Mapping[str, np.ndarray], title: str | None = None,
 
 def plot_face_predictions(image: np.ndarray, crops: np.ndarray, predictions, class_names: Sequence[str],
                           title: str = "Faces found and their predicted expression"):
-    """The annotated photo (`faces.annotate`), then each face's 48x48 crop and class probabilities.
-
-    `crops` are the model's inputs (K, 48, 48, 1); `predictions` the `faces.FacePrediction` of each.
-    """
+    """The annotated photo (`faces.annotate`), then each face's 48x48 crop (`crops`, the model's inputs) and
+    its `faces.FacePrediction` probabilities."""
     faces = len(predictions)
     per_row = min(max(faces, 1), 3)
     figure = _new_figure(4.5 + 4.0 * min(faces, 3), 4.0 if faces <= 3 else 4.0 + 2.2 * ((faces - 1) // 3))

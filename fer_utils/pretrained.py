@@ -1,19 +1,9 @@
 """The compact FER2013 model that ships inside the package: `load_pretrained()`.
 
-The package holds it as two small files in `fer_utils/pretrained_model/`: `model.json` (how to build
-the network with `fer_utils.models.build_model`, its class order and measured figures) and
-`weights.npz` (the weights, cast back to float32 on load). `MODEL_CARD.md` beside them says how it
-was trained and what it is (and is not) good for. How it was made, and the tool that writes these
-three files, live outside the package in `tools/shipped_model/`.
-
-The model may be one network (model.json's `build_arguments`) or an ensemble of several
-(`members`, each with its own `build_arguments`): one `keras.Model` whose output is the mean of
-its members' probabilities. In `weights.npz` each array is `arr_<i>`, in the order of the model's
-variables: float16, or int8 with a float32 `scale_<i>` per output channel (the last axis), which
-is how two networks fit the package's 4 MiB.
-
-    import fer_utils
-    model = fer_utils.load_pretrained()          # a keras.Model: raw 48x48 gray faces -> 7 probabilities
+`fer_utils/pretrained_model/` holds `model.json` (the `build_arguments` of one network, or of each of
+its ensemble `members`, whose probabilities are averaged; class order; measured figures), `weights.npz`
+(`arr_<i>` in the model's variable order: float16, or int8 with a float32 per-channel `scale_<i>`, so
+two networks fit the package's 4 MiB) and `MODEL_CARD.md`. `tools/shipped_model/` is how it was made.
 """
 
 from __future__ import annotations
@@ -48,20 +38,14 @@ def description() -> dict:
 
 
 def load_pretrained():
-    """The shipped FER2013 model as a `keras.Model` (raw 48x48x1 pixels 0..255 in, 7 probabilities out).
-
-    Its outputs follow `fer_utils.CLASS_NAMES`; `fer_utils.faces.predict_faces(image, model)` and
-    `fer_utils.evaluation.evaluate_model(model, split)` take it as it is.
-    """
+    """The shipped FER2013 model as a `keras.Model`: raw 48x48x1 pixels (0..255) in, the probabilities of
+    `fer_utils.CLASS_NAMES` out."""
     return _build(description())
 
 
 def load_run():
-    """The shipped model as a `fer_utils.runs.Run` (path None), what `loading.load_model("builtin")` returns.
-
-    Its config is model.json plus the keys readers of a run folder's config.json look for (name,
-    input size, data record, training time), so evaluation and reports describe it like a run.
-    """
+    """The shipped model as a `runs.Run` (what `loading.load_model("builtin")` returns), its config holding
+    the keys run-folder readers look for, so evaluation and reports describe it like a run."""
     from fer_utils.runs import Run
 
     info = description()

@@ -1,9 +1,5 @@
-"""Comparing trained runs on one split, and writing what was found: tables, text, figures.
-
-`compare_runs` evaluates several runs (and the average of their probabilities) on the same images
-and writes `summary.md`, `summary.json` and figures (drawn by `fer_utils.plots`). The tables
-(`summary_table`, `formatted_summary`, `mcnemar_table`, `protocol_table`) and texts (`format_report`,
-`comparison_conclusion`, `protocol_headline`) serve the command line and notebook 05.
+"""Comparing trained runs on one split (`compare_runs`), and the tables, texts and figures that say
+what was found, for the command line and notebook 05.
 """
 
 from __future__ import annotations
@@ -25,13 +21,9 @@ from fer_utils.stats import holm_adjust, mcnemar_exact
 
 @dataclasses.dataclass(frozen=True)
 class ComparisonSettings:
-    """How `compare_runs` evaluates the runs and what it writes.
-
-    tta: average each face's probabilities with its mirror image's. n_boot, seed: bootstrap resamples
-    for the 95% intervals (0: none) and their seed. include_ensemble: add the average of all runs (two
-    or more). gradcam_images: faces in each run's Grad-CAM figure (0: none). write_figures: False
-    writes summary.md and summary.json only.
-    """
+    """How `compare_runs` evaluates and what it writes. tta: average with the mirror image. n_boot, seed:
+    bootstrap resamples for the 95% intervals (0: none). include_ensemble: add the runs' average (two or
+    more). gradcam_images: faces per Grad-CAM figure (0: none). write_figures: False writes the summaries only."""
 
     tta: bool = False
     n_boot: int = 1000
@@ -43,13 +35,9 @@ class ComparisonSettings:
 
 
 def compare_runs(run_dirs: Sequence, split, out_dir, settings: ComparisonSettings = ComparisonSettings()):
-    """Evaluate several runs (and the average of their probabilities) on the same split.
-
-    Writes `summary.md`, `summary.json` (table, McNemar p-values, per-model metrics, settings) and PNG
-    figures into `out_dir`: training and validation curves, confusion matrices, per-class F1,
-    reliability diagram, misclassified faces, Grad-CAM. Returns (summary DataFrame, {name: result}).
-    Models are loaded one at a time; a missing run or a class mismatch fails before any evaluation.
-    """
+    """Evaluate several runs (and the average of their probabilities) on the same split, loading one model at
+    a time; a missing run or a class mismatch fails before any evaluation. Writes `summary.md`,
+    `summary.json` and PNG figures into `out_dir`. Returns (summary DataFrame, {name: result})."""
     from fer_utils.loading import load_model
 
     images, labels = np.asarray(split.images), np.asarray(split.labels)
@@ -96,12 +84,9 @@ def compare_runs(run_dirs: Sequence, split, out_dir, settings: ComparisonSetting
 
 
 def check_runs(run_dirs: Sequence, class_names: Sequence[str] | None = None) -> list:
-    """The runs to compare, checked without loading any model.
-
-    A folder holding run folders stands for them; "builtin" stays as it is. Raises FileNotFoundError
-    for a path without a model, ValueError for a damaged run file or (given `class_names`) a run
-    trained on other classes.
-    """
+    """The runs to compare, checked without loading any model (a folder of run folders stands for them;
+    "builtin" stays). FileNotFoundError for a path without a model, ValueError for a damaged run file or
+    (given `class_names`) a run trained on other classes."""
     paths = []
     for path in run_dirs:
         if str(path) == pretrained.BUILTIN:
@@ -194,11 +179,8 @@ PROTOCOL_ROWS = {"private_test": "PrivateTest", "public_test": "PublicTest", "te
 
 
 def protocol_table(results: Sequence[EvaluationResult], usages=None, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Each result scored on PrivateTest, PublicTest and the whole test folder, each with its 95% CIs.
-
-    `usages` (`fer_utils.data.test_usages`, aligned with the results' images) says which test set each
-    image belongs to; None gives the whole-folder row only. The predictions are reused, not re-run.
-    """
+    """Each result scored on PrivateTest, PublicTest and the whole test folder, with 95% CIs, from its stored
+    predictions. `usages` (`data.test_usages` of the same images) None gives the whole-folder row only."""
     rows = []
     for result in results:
         if usages is not None and len(usages) != len(result.y_true):
@@ -269,11 +251,8 @@ def format_report(result: EvaluationResult) -> str:
 
 def comparison_conclusion(results: Sequence[EvaluationResult], mcnemar: pd.DataFrame | None = None,
                           tta_results: Sequence[EvaluationResult] = (), alpha: float = 0.05) -> str:
-    """A short markdown conclusion computed from the results (no hard-coded claims).
-
-    Names the most accurate single model with its CI, says whether its lead over the runner-up is
-    significant by McNemar's test at `alpha`, and what the ensemble and test-time augmentation changed.
-    """
+    """A short markdown conclusion computed from the results: the most accurate single model with its CI,
+    whether its lead is significant by McNemar's test at `alpha`, what the ensemble and TTA changed."""
     singles = sorted((result for result in results if not result.members),
                      key=lambda result: result.metrics["accuracy"], reverse=True)
     if not singles:

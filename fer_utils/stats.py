@@ -65,11 +65,9 @@ def bootstrap_ci(y_true, y_pred, metric: str = "accuracy", n_boot: int = 1000, s
 
 
 def mcnemar_exact(y_true, pred_a, pred_b) -> dict:
-    """McNemar's exact test: do models A and B have the same error rate on these images?
-
-    Only discordant images count: `b` = A right and B wrong, `c` = A wrong and B right; under the null
-    hypothesis b ~ Binomial(b + c, 1/2) (two-sided exact test; p = 1 with no discordant image).
-    """
+    """McNemar's exact test: do models A and B have the same error rate on these images? Only discordant
+    images count (`b`: A right, B wrong; `c`: the reverse); under the null b ~ Binomial(b + c, 1/2),
+    two-sided (p = 1 with no discordant image)."""
     from scipy.stats import binomtest
 
     labels = _as_labels(y_true)

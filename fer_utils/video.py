@@ -22,13 +22,9 @@ _FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
 
 @dataclasses.dataclass(frozen=True)
 class VideoOptions:
-    """The settings of `run_video` that callers rarely change.
-
-    `class_names`: the model's class order (default: the run's); `max_frames`: stop after this many
-    (None: the whole file, or until interrupted); `every_n`: analyse every n-th frame and reuse its
-    faces in between (faster); `show`: show the annotated frames live in Jupyter; `min_size`,
-    `detector`: see `faces.detect_faces`.
-    """
+    """The settings of `run_video` callers rarely change: `class_names` (default: the run's), `max_frames`
+    (None: all), `every_n` (analyse every n-th frame, reuse its faces in between), `show` (live in Jupyter),
+    `min_size` and `detector` (see `faces.detect_faces`)."""
 
     class_names: Sequence[str] | None = None
     max_frames: int | None = None
@@ -69,11 +65,8 @@ def _open_writer(path, fps: float, frame_size: tuple[int, int]):
 
 
 def write_test_video(path: str | os.PathLike, frames: int = 30) -> Path:
-    """Write a 320x240, 15 fps clip of a real face (Grace Hopper's) moving left to right and bobbing.
-
-    The face is cut at the fixed `faces.SAMPLE_FACE_BOX` (no detector involved), so every detector
-    finds it: a clip for tests and for machines without a webcam. Returns `path`.
-    """
+    """Write a 320x240, 15 fps clip of Grace Hopper's face moving and bobbing, cut at the fixed
+    `faces.SAMPLE_FACE_BOX` so every detector finds it (for tests and machines without a webcam)."""
     import cv2
 
     if frames < 1:
@@ -149,17 +142,11 @@ def run_video(
     options: VideoOptions | None = None,
     on_frame: Callable[[int, np.ndarray, list[faces.FacePrediction]], Any] | None = None,
 ) -> dict:
-    """Detect, classify and draw the faces frame by frame in a webcam stream or a video file.
-
-    `model`: anything `loading.load_model` takes; `source`: a webcam index (0 is the default
-    camera) or a video file; `out_path`: also write the annotated video (.mp4, .avi, .mov, .mkv);
-    `on_frame(index, annotated_rgb_frame, predictions)` is called after each frame, and returning
-    False stops the loop, as does interrupting the kernel (Ctrl+C).
-
-    Returns a dict: `frames`, `analysed_frames`, `faces` (found on the analysed frames),
-    `frames_with_faces`, `seconds`, `fps` (end to end: reading, detection, prediction, drawing,
-    writing; after one warm-up of the model and the detector), `detector` and `out_path`.
-    """
+    """Detect, classify and draw the faces frame by frame in a webcam (`source` an index, 0 the default) or a
+    video file; `out_path` also writes the annotated video. `on_frame(index, annotated_rgb, predictions)`
+    runs after each frame; returning False stops, as does Ctrl+C. Returns a dict: `frames`,
+    `analysed_frames`, `faces`, `frames_with_faces`, `seconds`, `fps` (end to end, after one warm-up),
+    `detector` and `out_path`."""
     import cv2
 
     options = options if options is not None else VideoOptions()

@@ -1,12 +1,9 @@
 """Live webcam in the notebook: the browser captures, the kernel detects and classifies.
 
-`cv2.VideoCapture(0)` opens a camera of the machine the *kernel* runs on, which on Colab is a
-server in a data centre. `live_view` instead shows an `anywidget` widget whose front end
-(`static/webcam.js`) opens the *browser*'s camera, so it works wherever the notebook page runs in
-a browser (JupyterLab, Colab; not VS Code, whose notebook view gives outputs no camera). The
-browser sends one downscaled JPEG frame at a time; the kernel answers with the faces' boxes and
-labels (`process_frame`), which the browser draws before sending the next frame, so a slow kernel
-is never flooded. Where no camera or widget can run, `live_view` says why in one line and returns None.
+`cv2.VideoCapture(0)` would open a camera of the kernel's machine (on Colab, a server). `live_view`'s
+`anywidget` front end (`static/webcam.js`) opens the browser's camera instead and sends one small JPEG
+at a time; the kernel answers with boxes and labels (`process_frame`) before the next frame, so a slow
+kernel is never flooded. Where no camera or widget can run, `live_view` says why and returns None.
 """
 
 from __future__ import annotations
@@ -25,12 +22,9 @@ FRONT_END = Path(__file__).resolve().parent / "static" / "webcam.js"
 
 
 def process_frame(jpeg_bytes: bytes, model, class_names=None, detector: str = "auto", min_size: int = 48) -> dict:
-    """Decode one JPEG (or PNG) frame, find and classify its faces, and describe them for the browser.
-
-    `model` is anything `loading.load_model` takes (load a path once, outside a loop). Returns a
-    JSON-ready dict: the frame's `width` and `height`, `faces` (left to right, each with `box`
-    [x, y, w, h], `label`, `confidence` and `probabilities` {class: p}), `detector` and `seconds`.
-    """
+    """Decode one JPEG (or PNG) frame and classify its faces for the browser. `model`: anything
+    `loading.load_model` takes (load a path once, outside a loop). Returns a JSON-ready dict: `width`,
+    `height`, `faces` (left to right: `box`, `label`, `confidence`, `probabilities`), `detector`, `seconds`."""
     import cv2
 
     start = time.perf_counter()
@@ -129,12 +123,8 @@ def _widget_class():
 
 
 def webcam_view(model, class_names=None, detector: str = "auto", min_size: int = 48, warm_up: bool = True, **settings):
-    """The webcam widget without `live_view`'s availability checks.
-
-    `warm_up` runs the detector and the model once first, so building them (seconds for MTCNN)
-    does not stall the first camera frame; `settings` are widget traits (`max_width`,
-    `jpeg_quality`, `autostart`).
-    """
+    """The webcam widget without `live_view`'s checks; `warm_up` builds the detector and model first (seconds
+    for MTCNN); `settings` are widget traits (`max_width`, `jpeg_quality`, `autostart`)."""
     widget = _widget_class()(model, class_names, detector=detector, min_size=min_size, **settings)
     if warm_up:
         faces.detect_faces(np.zeros((2 * faces.FACE_SIZE, 2 * faces.FACE_SIZE, 3), np.uint8), detector=widget.detector)
@@ -143,11 +133,8 @@ def webcam_view(model, class_names=None, detector: str = "auto", min_size: int =
 
 
 def live_view(model, class_names=None, detector: str = "auto", min_size: int = 48, **settings):
-    """Show the browser's webcam with live expression labels, or print in one line why it cannot run.
-
-    Returns the widget (leave it as a cell's last expression), or None where no camera or widget
-    support exists (Kaggle, FER_SMOKE runs, anywidget missing, outside Jupyter).
-    """
+    """Show the browser's webcam with live expression labels and return the widget, or print in one line why
+    it cannot run (Kaggle, FER_SMOKE, no anywidget, outside Jupyter) and return None."""
     reason = unavailable_reason()
     if reason is not None:
         print(f"Live webcam unavailable: {reason}; use a video file (video.run_video) or a photo instead.")

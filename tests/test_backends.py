@@ -90,7 +90,6 @@ def test_a_missing_backend_package_names_the_pip_command():
 def test_devices_on_this_cpu():
     if backend.gpu_names():
         pytest.skip("this machine has a GPU")
-    backend.enable_memory_growth()  # no GPU: changes nothing and does not fail
     backend.enable_op_determinism()
     model = models.build_model("small_cnn", weights=None, augment=False)
     assert model.output_shape == (None, len(models.CLASS_NAMES))
