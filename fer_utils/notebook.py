@@ -92,6 +92,7 @@ def setup(data=None, seed: int = 42, runs_dir=None, quiet: bool = False, runs_on
                               device=environment.device_summary(), seed=seed)
     if context.device["gpus"]:
         keras.mixed_precision.set_global_policy("mixed_float16")
+    _show_figures_inline()
     if quiet:
         return context
     versions = environment.library_versions()
@@ -115,6 +116,16 @@ def setup(data=None, seed: int = 42, runs_dir=None, quiet: bool = False, runs_on
                 "FER2013, set `DATA` in the parameters cell (or `FER_DATA_DIR`), put it in `./data/fer2013`, or "
                 "attach `msambare/fer2013` on Kaggle.")
     return context
+
+
+def _show_figures_inline() -> None:
+    """Show the Figures fer_utils.plots returns as images: a kernel shows them as text until the
+    inline backend is selected (headless runs and nbconvert included)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None and shell.__class__.__name__ == "ZMQInteractiveShell":
+        shell.run_line_magic("matplotlib", "inline")
 
 
 def _display_path(path: Path) -> str:
