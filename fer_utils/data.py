@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ JUNK_NAMES = ("thumbs.db", "desktop.ini", "ehthumbs.db", "__macosx")
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLEHUB_HANDLE = "msambare/fer2013/versions/1"
 _CACHE_FORMAT = "1"  # bump when decoding changes, so old cache entries are not reused
+MAX_PIXELS = 50_000_000  # per photo, video frame or dataset image: a 50-megapixel phone photo (check_image_header)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -121,14 +123,22 @@ def _children(folder: Path, skip_junk: bool = True) -> list[os.DirEntry]:
                    and not (skip_junk and entry.name.lower() in JUNK_NAMES)), key=lambda entry: entry.name)
 
 
+def _by_lower_name(entries, folder: Path, what: str) -> dict[str, os.DirEntry]:
+    found = {}
+    for entry in entries:  # two names that differ only in case: one class (or split) in two folders
+        if (twin := found.setdefault(entry.name.lower(), entry)) is not entry:
+            raise ValueError(f"'{folder}' holds both '{twin.name}/' and '{entry.name}/', one {what} spelled twice; "
+                             "move the images of one into the other and remove it.")
+    return found
+
+
 def _is_class_folder_layout(folder: Path) -> bool:
     return any(entry.is_dir() and entry.name.lower() in CLASS_NAMES for entry in _children(folder))
 
 
 def _split_folders(root: Path) -> dict[str, Path]:
-    found = {entry.name.lower(): Path(entry.path) for entry in _children(root)
-             if entry.is_dir() and entry.name.lower() in SPLIT_NAMES}
-    return {name: found[name] for name in SPLIT_NAMES if name in found}
+    found = _by_lower_name([e for e in _children(root) if e.is_dir() and e.name.lower() in SPLIT_NAMES], root, "split")
+    return {name: Path(found[name].path) for name in SPLIT_NAMES if name in found}
 
 
 def _list_split_files(split_dir: Path) -> tuple[list[str], np.ndarray, list[tuple]]:
@@ -138,7 +148,7 @@ def _list_split_files(split_dir: Path) -> tuple[list[str], np.ndarray, list[tupl
     if unknown:
         raise ValueError(f"Unknown class folder(s) {unknown} in '{split_dir}'. FER2013 class folders are named "
                          f"{list(CLASS_NAMES)}; rename or remove the others.")
-    by_label = {CLASS_NAMES.index(entry.name.lower()): entry for entry in folders}
+    by_label = {CLASS_NAMES.index(name): entry for name, entry in _by_lower_name(folders, split_dir, "class").items()}
     missing = [name for label, name in enumerate(CLASS_NAMES) if label not in by_label]
     if missing:
         raise ValueError(f"Missing class folder(s) {missing} in '{split_dir}'. A labelled split needs one folder "
@@ -170,12 +180,31 @@ def dataset_fingerprint(path: str | os.PathLike) -> str:
 
 
 # --- Decoding -------------------------------------------------------------------------------------
+def check_image_header(raw, where) -> tuple[int, int] | None:
+    """(width, height) from an image's header (`raw`: the file's bytes), before decoding it, or None when unreadable; a
+    ValueError naming `where` when over `MAX_PIXELS` (a 400 KB PNG can claim 20000x20000 and unpack to gigabytes)."""
+    from PIL import Image
+
+    try:  # Pillow reads the header only
+        with warnings.catch_warnings(action="error", category=Image.DecompressionBombWarning):
+            size = Image.open(io.BytesIO(raw)).size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # over Pillow's own limit (~89 megapixels)
+        size = None
+    except Exception:  # unreadable (Pillow raises many types): the caller's decoder is not tried, and says so
+        return None
+    if size is None or size[0] * size[1] > MAX_PIXELS:
+        shown = f"{size[0]}x{size[1]} pixels" if size else f"over {Image.MAX_IMAGE_PIXELS // 10**6} megapixels"
+        raise ValueError(f"'{where}' is {shown}; fer_utils decodes at most {MAX_PIXELS // 10**6} megapixels (more can "
+                         "take gigabytes of memory), so downscale it (e.g. to 4000 pixels wide) or use another file.")
+    return size
+
+
 def _decode_file(path: str) -> tuple[np.ndarray, bool, bool]:
     """One image file as a 48x48 uint8 gray array, and whether it was converted from colour, and resized."""
     import cv2
 
     raw = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if check_image_header(raw, path) else None
     if image is None:
         raise ValueError(f"Cannot decode '{path}': not a readable image. Remove or replace the file.")
     converted = image.ndim == 3 and image.shape[2] > 1
@@ -200,8 +229,7 @@ def _decode_split(split_dir: Path, paths: list[str], labels: np.ndarray, progres
 
     def decode_chunk(start):
         for index in range(start, min(start + chunk, len(paths))):
-            image, changed[index, 0], changed[index, 1] = _decode_file(paths[index])
-            images[index, :, :, 0] = image
+            images[index, :, :, 0], changed[index, 0], changed[index, 1] = _decode_file(paths[index])
         return min(chunk, len(paths) - start)
 
     with progress_bars.bar(total=len(paths), desc=f"Decoding {split_dir.name}", unit="img", disable=not progress,
@@ -305,6 +333,9 @@ def _existing_path(path) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"No dataset at '{path}'. Pass a FER2013 root (train/ and test/ class folders), a "
                                 "single split folder, or fer2013.csv; or set FER_DATA_DIR.")
+    if path.is_file() and path.suffix.lower() in (".zip", ".tar", ".tgz", ".gz", ".7z", ".rar"):
+        raise ValueError(f"'{path}' is an archive: extract it first, e.g. `unzip '{path}' -d '{path.parent / path.stem}"
+                         "'`, and pass that folder (it holds train/ and test/, or fer2013.csv).")
     return path
 
 
@@ -454,8 +485,7 @@ def find_dataset(path=None, download: bool = True) -> DatasetLocation:
         return DatasetLocation(_existing_path(os.environ["FER_DATA_DIR"]), "FER_DATA_DIR")
     if found := _search_kaggle_input(KAGGLE_INPUT):
         return DatasetLocation(found, "kaggle-input")
-    local = Path("data") / "fer2013"
-    if local.exists() and (found := _holds_fer(local)):
+    if found := _holds_fer(Path("data") / "fer2013"):  # a missing folder is an OSError there: None
         return DatasetLocation(found, "local")
     if download and (found := _download_with_kagglehub()):
         return DatasetLocation(found, "kagglehub")

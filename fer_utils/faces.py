@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils import backend, models
+from fer_utils import backend, data, models
 from fer_utils.loading import load_model
 
 FACE_SIZE = 48
@@ -53,7 +53,8 @@ def sample_photo_path() -> Path:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as an RGB uint8 array (height, width, 3); FileNotFoundError / ValueError if it cannot."""
+    """Read an image file as an RGB uint8 array (height, width, 3); FileNotFoundError / ValueError if it cannot,
+    or if its header claims over `data.MAX_PIXELS` (checked before decoding, so a small file cannot fill the memory)."""
     import cv2
 
     path = Path(path).expanduser()
@@ -61,7 +62,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise FileNotFoundError(f"No image file at '{path}'. Check the path.")
     # np.fromfile + imdecode also reads non-ASCII paths, which cv2.imread does not on every platform.
     raw = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw.size else None
+    image = cv2.imdecode(raw, cv2.IMREAD_COLOR) if data.check_image_header(raw, path) else None
     if image is None:
         raise ValueError(f"Cannot decode '{path}' as an image. "
                          "Pass a photo in a common format (JPEG, PNG, BMP, TIFF, WebP).")

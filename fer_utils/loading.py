@@ -32,14 +32,14 @@ def load_model(source, class_names=None, name: str | None = None) -> runs.Run:
     elif hasattr(source, "predict"):
         run = runs.Run(path=None, model=source, config={}, history=None, class_names=tuple(CLASS_NAMES), val_metrics={})
         if class_names is None:
-            _check_outputs(run.model, CLASS_NAMES, "The model", "pass class_names (in output order) to use it.")
+            _check_model(run.model, CLASS_NAMES, "The model", "pass class_names (in output order) to use it.")
     else:
         raise ValueError(
             f"Expected a Keras model, a run folder, a .keras path or '{BUILTIN}'; got {type(source).__name__}."
         )
     if class_names is not None:
         class_names = tuple(class_names)
-        _check_outputs(run.model, class_names, "The model", "pass the class names in the model's output order.")
+        _check_model(run.model, class_names, "The model", "pass the class names in the model's output order.")
         run = dataclasses.replace(run, class_names=class_names)
     if name:
         run = dataclasses.replace(run, config={**run.config, "name": str(name)})
@@ -74,17 +74,27 @@ def _load_path(path: Path) -> runs.Run:
             f"'{model_path}' is not a readable Keras model ({type(error).__name__}: {runs.first_line(error)}). "
             "Re-run training to write it again, or point --model to another run."
         ) from None
-    fix = f"Write the class names, in output order, to {run_dir / runs.CLASS_NAMES_FILE}."
-    where = f"'{model_path}'" + ("" if class_names else f" (with no {runs.CLASS_NAMES_FILE} beside it)")
-    _check_outputs(model, class_names or CLASS_NAMES, where, fix)
+    fix = (("" if class_names else f"with no {runs.CLASS_NAMES_FILE} beside it, FER2013's are assumed; ")
+           + f"write the class names, in output order, to {run_dir / runs.CLASS_NAMES_FILE}.")
+    _check_model(model, class_names or CLASS_NAMES, f"'{model_path}'", fix)
     return runs.Run(path=run_dir, model=model, config=config, history=history,
                     class_names=tuple(class_names or CLASS_NAMES), val_metrics=val_metrics)
 
 
-def _check_outputs(model, class_names, what: str, fix: str) -> None:
-    outputs = int(model.output_shape[-1])
-    if outputs != len(class_names):
-        raise ValueError(f"{what} has {outputs} outputs but {len(class_names)} classes are named "
+def _check_model(model, class_names, what: str, fix: str) -> None:
+    """Refuse, in one line, a model fer_utils cannot feed or read, before it runs (Keras would fail mid-run, in ten).
+    Stand-ins without `input_shape` / `output_shape` are taken on trust."""
+    taken, needed = getattr(model, "input_shape", None), (None, 48, 48, 1)
+    if taken is not None and (not isinstance(taken, tuple) or len(taken) != 4
+                              or any(size not in (None, want) for size, want in zip(taken[1:], needed[1:]))):
+        raise ValueError(f"{what} takes input {taken} but fer_utils gives it 48x48 grayscale faces, {needed}; use a "
+                         f"model trained by fer_utils (a run folder, or '{BUILTIN}'), or one whose input is {needed}.")
+    outputs = getattr(model, "output_shape", None)
+    if isinstance(outputs, list) or (outputs is not None and len(outputs) != 2):
+        raise ValueError(f"{what} has outputs {outputs} but fer_utils reads one, (batch, classes) probabilities; use a "
+                         f"model trained by fer_utils (a run folder, or '{BUILTIN}').")
+    if outputs is not None and int(outputs[-1]) != len(class_names):
+        raise ValueError(f"{what} has {outputs[-1]} outputs but {len(class_names)} classes are named "
                          f"({list(class_names)}); {fix}")
 
 

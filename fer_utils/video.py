@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fer_utils import faces, models
+from fer_utils import data, faces, models
 from fer_utils.loading import load_model
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
@@ -114,6 +114,11 @@ def _open_capture(source):
             f"OpenCV cannot open {where} as a video. Check that the file is a readable video "
             "(.mp4, .avi, .mov, .mkv) or that the webcam exists and is not in use."
         )
+    width, height = (int(capture.get(prop)) for prop in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > data.MAX_PIXELS:  # refused before the first frame is decoded, as photos are
+        capture.release()
+        raise ValueError(f"{where} has frames of {width}x{height} pixels, over the {data.MAX_PIXELS // 10**6} megapixels "
+                         "fer_utils analyses; downscale it first, e.g. `ffmpeg -i IN -vf scale=1920:-2 OUT.mp4`.")
     return capture
 
 
