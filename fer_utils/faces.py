@@ -326,7 +326,7 @@ def predict_faces(model, image: np.ndarray, class_names=None, boxes=None, min_si
     boxes = _check_boxes(boxes)
     if len(boxes) == 0:
         return []
-    probabilities = models.predict(run.model, crop_faces(image, boxes))
+    probabilities = models.predict(run.model, crop_faces(image, boxes), compiled=True)  # called per video frame
     return [
         FacePrediction(tuple(int(v) for v in box), run.class_names[int(np.argmax(row))], float(row.max()), row,
                        detector_name)

@@ -431,18 +431,19 @@ def model_inputs(model, images, batch_size: int = 256):
     return predict(inputs_model, images, batch_size=batch_size)
 
 
-def predict(model, images, batch_size: int = 256, tta: bool = False) -> np.ndarray:
+def predict(model, images, batch_size: int = 256, tta: bool = False, compiled: bool = False) -> np.ndarray:
     """`model`'s output for raw `images` (N, H, W, C), in inference mode, batch by batch, as float64.
 
     The one predict function of the package. With `tta=True` (test-time augmentation) the result
     is the mean of the outputs on the images and on their mirror images (faces are roughly
     symmetric, so both are views of the same expression), computed in one pass.
 
-    Keras models go through `predict_on_batch` (compiled, about 10x faster than an eager call on
-    the few faces of a webcam frame) rather than `model.predict`, which builds a `tf.data` pipeline
-    for every call. Each chunk is padded to a power of two so a model is traced for a handful of
-    shapes at most (TensorFlow warns about retracing otherwise). Anything else with a Keras-style
-    `predict` (wrappers, test doubles) is asked through it.
+    Keras models are called directly (eagerly) rather than through `model.predict`, which builds a
+    `tf.data` pipeline per call and traces a graph per model (TensorFlow warns about "retracing"
+    when several models are scored in a row). `compiled=True` is for one model called again and
+    again on a few images (video frames, the webcam): `predict_on_batch`, about 10x faster there,
+    with each chunk padded to a power of two so it is traced for a handful of shapes only.
+    Anything else with a Keras-style `predict` (wrappers, test doubles) is asked through it.
     """
     import keras
 
@@ -450,14 +451,17 @@ def predict(model, images, batch_size: int = 256, tta: bool = False) -> np.ndarr
     if images.ndim != 4:
         raise ValueError(f"images must be a batch of shape (N, height, width, channels); got {images.shape}.")
     if tta:
-        both = predict(model, np.concatenate([images, images[:, :, ::-1, :]]), batch_size=batch_size)
+        both = predict(model, np.concatenate([images, images[:, :, ::-1, :]]), batch_size, compiled=compiled)
         return (both[: len(images)] + both[len(images):]) / 2.0
     if not isinstance(model, keras.Model) or len(images) == 0:
         return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float64)
     outputs = []
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
-        padded = np.zeros((1 << (len(chunk) - 1).bit_length(), *chunk.shape[1:]), np.float32)
-        padded[: len(chunk)] = chunk
-        outputs.append(np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(padded)))[: len(chunk)])
+        if compiled:
+            padded = np.zeros((1 << (len(chunk) - 1).bit_length(), *chunk.shape[1:]), np.float32)
+            padded[: len(chunk)] = chunk
+            outputs.append(np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(padded)))[: len(chunk)])
+        else:
+            outputs.append(keras.ops.convert_to_numpy(model(chunk, training=False)))
     return np.concatenate(outputs).astype(np.float64)

@@ -162,7 +162,7 @@ def run_video(
     capture = _open_capture(source)
     display_frame = _jupyter_display() if options.show else None
     # Building the model's and the detector's functions (seconds for MTCNN) is not counted in fps.
-    models.predict(run.model, np.zeros((1, faces.FACE_SIZE, faces.FACE_SIZE, 1), np.uint8))
+    models.predict(run.model, np.zeros((1, faces.FACE_SIZE, faces.FACE_SIZE, 1), np.uint8), compiled=True)
     faces.detect_faces(np.zeros((2 * faces.FACE_SIZE, 2 * faces.FACE_SIZE, 3), np.uint8), detector=detector)
 
     writer = None

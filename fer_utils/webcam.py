@@ -128,7 +128,7 @@ def webcam_view(model, class_names=None, detector: str = "auto", min_size: int =
     widget = _widget_class()(model, class_names, detector=detector, min_size=min_size, **settings)
     if warm_up:
         faces.detect_faces(np.zeros((2 * faces.FACE_SIZE, 2 * faces.FACE_SIZE, 3), np.uint8), detector=widget.detector)
-        models.predict(widget._run.model, np.zeros((1, faces.FACE_SIZE, faces.FACE_SIZE, 1), np.uint8))
+        models.predict(widget._run.model, np.zeros((1, faces.FACE_SIZE, faces.FACE_SIZE, 1), np.uint8), compiled=True)
     return widget
 
 

@@ -129,3 +129,12 @@ def test_cli_console_holds_no_framework_log_lines(demo_root, tmp_path):
     assert not backend.LOG_NOISE.search(train.stderr + train.stdout), train.stderr
     assert not re.search(r"^Epoch \d+/", train.stdout + train.stderr, re.MULTILINE)
     assert re.search(r"\[end_to_end\]: +100%\|.*2/2", train.stderr)  # one bar for the phase, on stderr
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_figures_are_stored_as_images_not_as_their_text(path):
+    """A kernel without the inline backend shows a returned Figure as '<Figure size ...>' text."""
+    shown_as_text = [index for index, output, text in _outputs(path)
+                     if "<Figure size" in text and "image/png" not in output.get("data", {})]
+    images = [index for index, output, _ in _outputs(path) if "image/png" in output.get("data", {})]
+    assert shown_as_text == [] and images
