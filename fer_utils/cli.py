@@ -8,10 +8,15 @@ with a message saying what, where and what to do: `main` prints it on one line a
 from __future__ import annotations
 
 import argparse
+import shutil
+import signal
 import sys
+import threading
 
 from fer_utils import __version__
 from fer_utils.backend import BACKENDS
+
+OVERWRITE_HELP = "Replace what fer_utils wrote there before (never other files)."
 
 
 # --- info ---
@@ -40,7 +45,7 @@ def _add_demo_data_parser(subparsers):
     parser.add_argument("--per-class", type=int, default=None,
                         help="Average training images per class (default 100; FER2013's class proportions).")
     parser.add_argument("--seed", type=int, default=0, help="Random seed; the same seed gives the same images.")
-    parser.add_argument("--overwrite", action="store_true", help="Write into a folder that already has splits.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace what demo-data wrote there before.")
     parser.set_defaults(handler=_run_demo_data)
 
 
@@ -169,6 +174,7 @@ def _add_evaluate_parser(subparsers):
     parser.add_argument("--split", default="test", help="Split of a dataset root to evaluate on (default: test).")
     parser.add_argument("--tta", action="store_true", help="Average the predictions on each face and its mirror image.")
     parser.add_argument("--json", metavar="OUT", help="Also write the metrics, per-class scores and confusion matrix here.")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--batch-size", type=int, default=256, help="Images per prediction batch (default 256).")
     parser.add_argument("--n-boot", type=int, default=1000, help="Bootstrap resamples for the 95%% CIs (0: none).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap resampling (default 0).")
@@ -177,11 +183,12 @@ def _add_evaluate_parser(subparsers):
 
 
 def _run_evaluate(args):
-    from fer_utils import data, evaluation, report
-    from fer_utils.files import atomic_write_json
+    from fer_utils import data, evaluation, files, report
     from fer_utils.loading import load_model
 
-    # The model first: a wrong path fails at once, before any image is decoded.
+    # The output and the model first: a wrong path fails at once, before any image is decoded.
+    if args.json:
+        files.check_output(args.json, "file", args.overwrite)
     run = load_model(args.model)
     split = data.load_labelled(args.data, split=args.split, cache=not args.no_cache, progress=True)
     result = evaluation.evaluate_model(
@@ -191,7 +198,8 @@ def _run_evaluate(args):
     print(report.format_report(result))
     if args.json:
         payload = {"model": str(args.model), "data": str(args.data), "split": args.split, **result.to_dict()}
-        atomic_write_json(args.json, payload)
+        files.record_output(args.json)
+        files.atomic_write_json(args.json, payload)
         print(f"Wrote {args.json}")
     return 0
 
@@ -204,6 +212,7 @@ def _add_compare_parser(subparsers):
     parser.add_argument("--data", required=True, help="Dataset root, fer2013.csv, or a single labelled split folder.")
     parser.add_argument("--split", default="test", help="Split of a dataset root to evaluate on (default: test).")
     parser.add_argument("--out", required=True, help="Folder for summary.md, summary.json and the figures.")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--tta", action="store_true", help="Average the predictions on each face and its mirror image.")
     parser.add_argument("--no-ensemble", action="store_true", help="Do not add the average of all runs as a model.")
     parser.add_argument("--batch-size", type=int, default=256, help="Images per prediction batch (default 256).")
@@ -216,15 +225,17 @@ def _add_compare_parser(subparsers):
 
 
 def _run_compare(args):
-    from fer_utils import data, report
+    from fer_utils import data, files, report
 
-    # The run folders first: a wrong path fails at once, before any image is decoded.
+    # The output and the run folders first: a wrong path fails at once, before any image is decoded.
+    files.check_output(args.out, "folder", args.overwrite)
     runs = report.check_runs(args.runs)
     split = data.load_labelled(args.data, split=args.split, cache=not args.no_cache, progress=True)
     settings = report.ComparisonSettings(
         tta=args.tta, n_boot=args.n_boot, seed=args.seed, batch_size=args.batch_size,
         include_ensemble=not args.no_ensemble, gradcam_images=args.gradcam_images, write_figures=not args.no_figures,
     )
+    files.remove_outputs(args.out)  # an earlier comparison's files (check_output: only with --overwrite)
     _, results = report.compare_runs(runs, split, args.out, settings)
     print(f"Data: {split.source or args.data} ({len(split)} images)")
     print(report.formatted_summary(list(results.values())).to_string(index=False))
@@ -241,6 +252,7 @@ def _add_predict_parser(subparsers):
     parser.add_argument("input", metavar="IMAGE_OR_VIDEO",
                         help="A photo, a video file (.mp4 .avi .mov .mkv), or a webcam index such as 0.")
     parser.add_argument("--out", help="Write the annotated photo or video here.")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--max-frames", type=int, default=None, help="Video: stop after this many frames.")
     parser.add_argument("--every-n", type=int, default=1, help="Video: analyse every n-th frame (default 1).")
     parser.add_argument("--min-size", type=int, default=48, help="Smallest face side in pixels (default 48).")
@@ -250,20 +262,22 @@ def _add_predict_parser(subparsers):
 def _run_predict(args):
     from pathlib import Path
 
-    from fer_utils import faces, loading, video
+    from fer_utils import faces, files, loading, video
 
-    # Check the input before loading the model, so that a wrong path fails at once.
+    # Check the input and the output before loading the model, so that a wrong path fails at once.
     is_webcam = args.input.isdigit()
     if not is_webcam and not Path(args.input).is_file():
         raise FileNotFoundError(f"No photo or video file at '{args.input}'. Check the path.")
+    if args.out:  # the input file itself too: the rule refuses what fer_utils did not write
+        files.check_output(args.out, "file", args.overwrite)
     if is_webcam or video.is_video_path(args.input):
-        if not is_webcam:
-            _refuse_overwriting_input(args.out, args.input)
         run = loading.load_model(args.model)
         print(f"Model: {loading.describe(run)}")
         options = video.VideoOptions(
             class_names=run.class_names, max_frames=args.max_frames, every_n=args.every_n, min_size=args.min_size
         )
+        if args.out:
+            files.record_output(args.out)  # before the video writer may leave a partial file
         stats = video.run_video(run.model, args.input, out_path=args.out, options=options)
         print(f"Video: {args.input}")
         print(f"frames: {stats['frames']}  faces: {stats['faces']}  fps: {stats['fps']:.1f}  detector: {stats['detector']}")
@@ -271,7 +285,6 @@ def _run_predict(args):
             print(f"Wrote {stats['out_path']}")
         return 0
     image = faces.load_image(args.input)
-    _refuse_overwriting_input(args.out, args.input)
     if args.out and Path(args.out).suffix.lower() not in faces.IMAGE_SUFFIXES:
         raise ValueError(f"--out '{args.out}' must be an image file ({', '.join(faces.IMAGE_SUFFIXES)}).")
     run = loading.load_model(args.model)
@@ -284,27 +297,10 @@ def _run_predict(args):
         x, y, width, height = prediction.box
         print(f"face {number}: x={x} y={y} w={width} h={height}  {prediction.label} {prediction.confidence:.0%}")
     if args.out:
+        files.record_output(args.out)
         faces.save_image(args.out, faces.annotate(image, predictions))
         print(f"Wrote {args.out}")
     return 0
-
-
-def _refuse_overwriting_input(out, source) -> None:
-    """Raise ValueError when the output path `out` is the input file `source` (a user's own photo)."""
-    import os
-    from pathlib import Path
-
-    if not out:
-        return
-    out_path, source_path = Path(out).expanduser(), Path(source).expanduser()
-    same = out_path.resolve() == source_path.resolve()
-    if not same and out_path.exists():
-        same = os.path.samefile(out_path, source_path)  # a hard link or another name of the file
-    if same:
-        raise ValueError(
-            f"--out '{out}' is the input file; writing the annotated copy would overwrite it. "
-            "Choose another --out path."
-        )
 
 
 # --- export ---
@@ -323,7 +319,7 @@ def _add_export_parser(subparsers):
     parser.add_argument("--format", required=True, choices=_export_formats(),
                         help="onnx: a .onnx file; litert: a .tflite file; saved_model: a folder.")
     parser.add_argument("--out", required=True, metavar="PATH", help="File (.onnx, .tflite) or folder to write.")
-    parser.add_argument("--overwrite", action="store_true", help="Replace an earlier export at PATH.")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--no-check", action="store_true", help="Do not compare the export with the Keras model.")
     parser.set_defaults(handler=_run_export)
 
@@ -343,15 +339,18 @@ def _run_export(args):
     run = load_model(args.source)
     path = export.export_model(run.model, args.out, args.format, overwrite=args.overwrite)
     print(f"Exported {run.name} ({args.source}) to {path} ({args.format}, {_size_mb(path):.1f} MB)")
-    print(f"Input: float32 pixels 0..255, shape (batch, 48, 48, 1). Output: probabilities of {', '.join(run.class_names)}")
-    if args.no_check:
-        return 0
-    predict = export.load_exported(path, args.format)
-    difference = export.max_difference(run.model, predict, demo.draw_faces(64))
-    print(f"Check: on 64 demo faces the export's probabilities differ from Keras's by at most {difference:.1e}")
-    if difference > 1e-4:
-        print(f"error: the {args.format} export does not match the Keras model (tolerance 1e-4).", file=sys.stderr)
-        return 1
+    print(f"Input: float32 pixels 0..255, shape (batch, {', '.join(map(str, run.model.input_shape[1:]))}). "
+          f"Output: probabilities of {', '.join(run.class_names)}")
+    try:  # a failed check removes the export, so that the rerun is not refused
+        if not args.no_check:
+            difference = export.max_difference(run.model, export.load_exported(path, args.format), demo.draw_faces(64))
+            print(f"Check: on 64 demo faces the export's probabilities differ from Keras's by at most {difference:.1e}")
+            if difference > 1e-4:
+                raise ValueError(f"the {args.format} export does not match the Keras model (tolerance 1e-4); it was "
+                                 "removed. Pass --no-check to keep it.")
+    except Exception:
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
     return 0
 
 
@@ -370,7 +369,7 @@ _COMMAND_BOUNDS = {
     "batch_size": (1, None, True, True),
     "n_boot": (0, None, True, True),
     "gradcam_images": (0, None, True, True),
-    "per_class": (1, None, True, True),
+    "per_class": (6, None, True, True),  # demo.MIN_PER_CLASS
     "max_frames": (1, None, True, True),
     "every_n": (1, None, True, True),
     "min_size": (1, None, True, True),
@@ -438,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     # Before anything imports TensorFlow: no C++ log lines on the console. `info` and `demo-data`
     # never load TensorFlow, so they only get the environment variable.
     backend.quiet_tensorflow(import_now=args.command not in ("info", "demo-data"))
+    # SIGTERM (a scheduler's or `kill`'s stop) ends a command the way Ctrl-C does, with a message.
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     try:
         check_numeric_options(args)
         result = args.handler(args)
@@ -445,10 +446,19 @@ def main(argv: list[str] | None = None) -> int:
         # A user-fixable problem: one clear line, no traceback.
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        name, status = ("SIGTERM", 143) if stop.args == ("SIGTERM",) else ("Ctrl-C", 130)
+        resume = " Run the same command again to resume from the last finished epoch." * (args.command == "train")
+        print(f"error: stopped by {name}.{resume}", file=sys.stderr)
+        return status
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return int(result or 0)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt("SIGTERM")  # where Ctrl-C's would be: both stop a command the same way
 
 
 if __name__ == "__main__":

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils import CLASS_NAMES
-from fer_utils.files import default_cache_dir
+from fer_utils import CLASS_NAMES, files
 
 # FER2013's training-set counts per class: the demo's class proportions.
 FER2013_TRAIN_COUNTS = {"angry": 3995, "disgust": 436, "fear": 4097, "happy": 7215, "sad": 4830, "surprise": 3171,
@@ -137,41 +136,43 @@ def make_demo_dataset(out_dir: str | os.PathLike, per_class: int | None = None, 
     """Write the demo dataset as `out_dir/{train,test}/<class>/<name>.png` and return `out_dir`.
 
     `per_class`: average training images per class (default 100, at least 6) in FER2013's proportions;
-    test gets `test_fraction` of that. Same seed, same images. A folder already holding train/ or test/
-    is refused unless `overwrite`. File names are Kaggle's (`Training_<n>.png`; `PublicTest_<n>.png`
-    and `PrivateTest_<n>.png` alternately in test), so test splits into FER2013's two test sets.
+    test gets `test_fraction` of that. Same seed, same images. `out_dir`: missing, empty, or written here before
+    (then only with `overwrite`). File names are Kaggle's (`Training_<n>.png`; `PublicTest_<n>.png` and
+    `PrivateTest_<n>.png` alternately in test), so test splits into FER2013's two test sets.
     """
     import cv2
 
     per_class = DEFAULT_PER_CLASS if per_class is None else int(per_class)
     if per_class < MIN_PER_CLASS:
-        raise ValueError(f"per_class must be at least {MIN_PER_CLASS}, got {per_class}.")
+        raise ValueError(f"per_class (--per-class) must be at least {MIN_PER_CLASS}, got {per_class}.")
     if not 0.0 < test_fraction <= 1.0:
         raise ValueError(f"test_fraction must lie in (0, 1], got {test_fraction}.")
-    out_dir = Path(out_dir)
-    existing = [name for name in ("train", "test") if (out_dir / name).exists()]
-    if existing and not overwrite:
-        raise ValueError(f"'{out_dir}' already has {existing}; refusing to write over it. Choose an empty folder "
-                         "or pass overwrite=True (--overwrite).")
+    out_dir = files.check_output(out_dir, "folder", overwrite)  # empty, or written by this function
+    if overwrite:
+        files.remove_outputs(out_dir)
     rng = np.random.default_rng(seed)
-    total = sum(FER2013_TRAIN_COUNTS.values())
+    total, plan = sum(FER2013_TRAIN_COUNTS.values()), []
     for split, fraction in (("train", 1.0), ("test", test_fraction)):
         for name, share in FER2013_TRAIN_COUNTS.items():
             count = max(MIN_PER_CLASS // 2 if fraction < 1 else MIN_PER_CLASS,
                         int(round(per_class * len(CLASS_NAMES) * share / total * fraction)))
-            folder = out_dir / split / name
-            folder.mkdir(parents=True, exist_ok=True)
             for index in range(count):
                 prefix = "Training" if split == "train" else ("PublicTest", "PrivateTest")[index % 2]
-                if not cv2.imwrite(str(folder / f"{prefix}_{index:05d}.png"), draw_face(name, rng)):
-                    raise OSError(f"Could not write an image into '{folder}'.")
+                plan.append((name, out_dir / split / name / f"{prefix}_{index:05d}.png"))
+    files.record_output(*(path for _, path in plan), folder=out_dir)
+    for name, path in plan:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.write_bytes(cv2.imencode(".png", draw_face(name, rng))[1].tobytes())
+        except OSError as error:
+            raise files.write_error(error, path) from None
     return out_dir
 
 
 def demo_dataset_path() -> Path:
     """The demo dataset's folder in the cache, generated on first use."""
     try:
-        return _materialise_demo(default_cache_dir())
+        return _materialise_demo(files.default_cache_dir())
     except OSError:  # an unwritable cache (a read-only home, say): the system's temporary folder
         import tempfile
 

@@ -10,6 +10,7 @@ ValueError naming the pip command).
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import logging
 import os
@@ -66,29 +67,18 @@ def _check_backend(format: str) -> None:
 
 def check_export_path(path: str | os.PathLike, format: str, overwrite: bool = False) -> Path:
     """`path` as a Path when `format` can be written there (`onnx`, `litert`: a file with its suffix;
-    `saved_model`: a folder); an existing export is replaced only with `overwrite`, a non-SavedModel never."""
+    `saved_model`: a folder) under the output rule, `files.check_output`: only an earlier export is replaced."""
     path = Path(path).expanduser()
     suffix = SUFFIXES[_check_format(format)]
     if suffix is not None and path.suffix.lower() != suffix:
         raise ValueError(f"A {format} export is one file ending in {suffix}; got '{path}'. Name it e.g. model{suffix}.")
-    if not path.exists():
-        return path
-    if suffix is not None and path.is_dir():
-        raise ValueError(f"'{path}' is a folder; a {format} export is one file. Choose a file name ending in {suffix}.")
-    if suffix is None and not path.is_dir():
-        raise ValueError(f"'{path}' is a file; a saved_model export is a folder. Choose a new folder name.")
-    if suffix is None and any(path.iterdir()) and not (path / "saved_model.pb").is_file():
-        raise FileExistsError(f"'{path}' is a folder that holds files but no SavedModel; it is left alone. "
-                              "Choose a new folder name.")
-    if not overwrite and (suffix is not None or any(path.iterdir())):
-        raise FileExistsError(f"'{path}' exists already. Pass --overwrite (overwrite=True) to replace it.")
-    return path
+    return files.check_output(path, "folder" if suffix is None else "file", overwrite)
 
 
 def export_model(model, path: str | os.PathLike, format: str, overwrite: bool = False) -> Path:
     """Write the Keras `model` to `path` in `format` (one of `FORMATS`) under a temporary name, renamed when
     complete, and return the path. ValueError for an unknown format, an unfit path or a missing converter
-    (naming the pip command); FileExistsError for an existing `path` without `overwrite`."""
+    (naming the pip command) or a target `check_export_path` refuses; OSError naming `path` on a full disk."""
     import keras
 
     path = check_export_path(path, format, overwrite)
@@ -112,18 +102,25 @@ def export_model(model, path: str | os.PathLike, format: str, overwrite: bool = 
                 keras_format = "tf_saved_model" if format == "saved_model" else format
                 inference.export(str(temporary), format=keras_format, verbose=False, input_signature=signature)
 
-    if SUFFIXES[format] is not None:
-        return files.atomic_write_path(path, write, suffix=files.TEMPORARY_SUFFIX + SUFFIXES[format])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=files.TEMPORARY_SUFFIX))
     try:
-        write(temporary)
-        os.chmod(temporary, files.FILE_MODE | (files.FILE_MODE & 0o444) >> 2)  # mkdtemp's folder is private
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(temporary, path)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
+        if SUFFIXES[format] is not None:
+            files.record_output(path)
+            return files.atomic_write_path(path, write, suffix=files.TEMPORARY_SUFFIX + SUFFIXES[format])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=files.TEMPORARY_SUFFIX))
+        try:
+            write(temporary)
+            files.record_output(*(item for item in temporary.rglob("*") if item.is_file()), folder=temporary)
+            os.chmod(temporary, files.FILE_MODE | (files.FILE_MODE & 0o444) >> 2)  # mkdtemp's folder is private
+            if path.exists():
+                shutil.rmtree(path)  # holds only what an earlier export wrote (check_output)
+            os.replace(temporary, path)
+        finally:
+            shutil.rmtree(temporary, ignore_errors=True)
+    except Exception as error:  # TensorFlow's SaveV2 reports a full disk as ResourceExhaustedError
+        full = type(error).__name__ == "ResourceExhaustedError" or "No space left" in str(error)
+        if full or isinstance(error, OSError):
+            raise files.write_error(OSError(errno.ENOSPC, str(error)) if full else error, path) from None
         raise
     return path
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from fer_utils import gradcam, plots, pretrained, runs
 from fer_utils.evaluation import EvaluationResult, ensemble_result, evaluate_model, evaluate_proba
-from fer_utils.files import atomic_write_json, atomic_write_text, json_number
+from fer_utils.files import atomic_write_json, atomic_write_text, json_number, record_output
 from fer_utils.metrics import align_class_names, reliability_bins
 from fer_utils.stats import holm_adjust, mcnemar_exact
 
@@ -36,8 +36,8 @@ class ComparisonSettings:
 
 def compare_runs(run_dirs: Sequence, split, out_dir, settings: ComparisonSettings = ComparisonSettings()):
     """Evaluate several runs (and the average of their probabilities) on the same split, loading one model at
-    a time; a missing run or a class mismatch fails before any evaluation. Writes `summary.md`,
-    `summary.json` and PNG figures into `out_dir`. Returns (summary DataFrame, {name: result})."""
+    a time; a missing run or a class mismatch fails before any evaluation. Writes `summary.md`, `summary.json`
+    and PNG figures into `out_dir`, each listed in its manifest. Returns (summary DataFrame, {name: result})."""
     from fer_utils.loading import load_model
 
     images, labels = np.asarray(split.images), np.asarray(split.labels)
@@ -75,6 +75,7 @@ def compare_runs(run_dirs: Sequence, split, out_dir, settings: ComparisonSetting
     def records(frame):
         return [{key: json_number(value) for key, value in row.items()} for row in frame.to_dict(orient="records")]
 
+    record_output(out_dir / "summary.json", out_dir / "summary.md")  # the manifest of what --overwrite may replace
     atomic_write_json(out_dir / "summary.json", {
         "settings": recorded, "summary": records(summary), "mcnemar": records(mcnemar),
         "models": {result.name: result.to_dict() for result in results}, "figures": figures, "notes": notes,
@@ -359,5 +360,6 @@ def _slug(name: str) -> str:
 
 
 def _save(figure, path: Path) -> str:
+    record_output(path)
     plots.save_figure(figure, path)
     return path.name

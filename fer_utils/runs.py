@@ -22,13 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fer_utils.files import (
-    TEMPORARY_SUFFIX,
-    atomic_write_json,
-    atomic_write_path,
-    atomic_write_text,
-    remove_stale_temporaries,
-)
+from fer_utils import files
 
 MODEL_FILE = "model.keras"
 CLASS_NAMES_FILE = "class_names.json"
@@ -38,8 +32,6 @@ VAL_METRICS_FILE = "val_metrics.json"
 ARTIFACT_FILES = (MODEL_FILE, CLASS_NAMES_FILE, CONFIG_FILE, HISTORY_FILE, VAL_METRICS_FILE)
 RUN_MARKER_FILE = ".fer-run"
 RUN_FORMAT = 1
-# Files that file browsers drop into any folder they show: a folder holding only these is empty.
-_IGNORED_IN_NEW_FOLDERS = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 # The numeric columns training writes to history.csv, with the values they may hold.
 HISTORY_RANGES = {
     "epoch": (1, math.inf), "loss": (0, math.inf), "val_loss": (0, math.inf), "accuracy": (0, 1),
@@ -76,11 +68,11 @@ def save_run(run_dir, model, config: dict, history=None, val_metrics: dict | Non
         raise ValueError("save_run: config must contain 'class_names' (the order of the model's outputs).")
     run_dir.mkdir(parents=True, exist_ok=True)
     # Keras insists on the .keras suffix, hence the temporary's `.tmp.keras` ending.
-    atomic_write_path(run_dir / MODEL_FILE, model.save, suffix=TEMPORARY_SUFFIX + ".keras")
-    atomic_write_json(run_dir / CLASS_NAMES_FILE, list(config["class_names"]))
-    atomic_write_json(run_dir / CONFIG_FILE, config)
-    atomic_write_text(run_dir / HISTORY_FILE, (history if history is not None else pd.DataFrame()).to_csv(index=False))
-    atomic_write_json(run_dir / VAL_METRICS_FILE, val_metrics or {})
+    files.atomic_write_path(run_dir / MODEL_FILE, model.save, suffix=files.TEMPORARY_SUFFIX + ".keras")
+    files.atomic_write_json(run_dir / CLASS_NAMES_FILE, list(config["class_names"]))
+    files.atomic_write_json(run_dir / CONFIG_FILE, config)
+    files.atomic_write_text(run_dir / HISTORY_FILE, (history if history is not None else pd.DataFrame()).to_csv(index=False))
+    files.atomic_write_json(run_dir / VAL_METRICS_FILE, val_metrics or {})
     return run_dir
 
 
@@ -110,24 +102,16 @@ def best_run(root: str | os.PathLike, metric: str = "accuracy") -> Path:
     return max(candidates)[2]
 
 
-class RunFolderError(ValueError):
-    """A folder that cannot be used as a run folder: a file, or someone else's files."""
-
-
 def check_run_folder(run_dir: str | os.PathLike, recognise=None) -> Path:
-    """Raise `RunFolderError` unless `run_dir` is missing, empty, or a run folder of ours; write nothing.
-
-    Ours: it holds the marker, or `recognise(run_dir)` says it is a run folder from before markers.
-    """
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunFolderError(f"'{run_dir}' is a file, not a folder. Pass a new or empty folder as --out.")
+    """Raise `files.OutputError` unless `run_dir` can be a folder (`files.check_target`) that is missing, empty,
+    or a run folder of ours: it holds the marker, or `recognise(run_dir)` says it is one from before markers."""
+    run_dir = files.check_target(run_dir, "folder")
     if (run_dir / RUN_MARKER_FILE).is_file() or not run_dir.is_dir():
         return run_dir
-    present = sorted(entry.name for entry in run_dir.iterdir() if entry.name not in _IGNORED_IN_NEW_FOLDERS)
+    present = sorted(entry.name for entry in run_dir.iterdir() if entry.name not in files.LITTER)
     if present and not (recognise and recognise(run_dir)):
         shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5 else "")
-        raise RunFolderError(
+        raise files.OutputError(
             f"'{run_dir}' is not empty and is not a fer_utils run folder (it has no {RUN_MARKER_FILE} marker); "
             f"it holds {shown}. Pass a new or empty folder as --out; --overwrite never deletes files the "
             "project did not write."
@@ -140,7 +124,7 @@ def claim_run_folder(run_dir: str | os.PathLike, recognise=None) -> Path:
     run_dir = check_run_folder(run_dir, recognise)
     if not (run_dir / RUN_MARKER_FILE).is_file():
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / RUN_MARKER_FILE, {"fer_utils_run_folder": RUN_FORMAT})
+        files.atomic_write_json(run_dir / RUN_MARKER_FILE, {"fer_utils_run_folder": RUN_FORMAT})
     return run_dir
 
 
@@ -149,7 +133,7 @@ def remove_artifacts(run_dir: str | os.PathLike) -> None:
     run_dir = Path(run_dir)
     for name in ARTIFACT_FILES:
         (run_dir / name).unlink(missing_ok=True)
-    remove_stale_temporaries(run_dir, older_than_s=0)
+    files.remove_stale_temporaries(run_dir, older_than_s=0)
 
 
 def load_history(run_dir: str | os.PathLike):

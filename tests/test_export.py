@@ -9,7 +9,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from fer_utils import CLASS_NAMES, demo, export
+from fer_utils import CLASS_NAMES, demo, export, files
 from fer_utils.cli import main
 
 # format -> (converter modules, runtime module) needed beyond TensorFlow.
@@ -170,21 +170,26 @@ def test_export_path_must_fit_the_format(format, name, message, tmp_path):
 def test_an_existing_export_is_replaced_only_with_overwrite(tmp_path):
     existing = tmp_path / "model.onnx"
     existing.write_bytes(b"old")
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    files.record_output(existing)  # as export_model does before it writes
+    with pytest.raises(ValueError, match="--overwrite"):
         export.check_export_path(existing, "onnx")
     assert export.check_export_path(existing, "onnx", overwrite=True) == existing
     saved_model = tmp_path / "saved"
     (saved_model / "variables").mkdir(parents=True)
     (saved_model / "saved_model.pb").write_bytes(b"old")
-    with pytest.raises(FileExistsError, match="exists already"):
+    files.record_output(saved_model / "saved_model.pb", folder=saved_model)
+    with pytest.raises(ValueError, match="earlier output"):
         export.check_export_path(saved_model, "saved_model")
     assert export.check_export_path(saved_model, "saved_model", overwrite=True) == saved_model
 
 
-def test_a_folder_of_other_files_is_never_replaced(tmp_path):
+def test_a_target_of_other_files_is_never_replaced(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="no SavedModel"):
+    with pytest.raises(ValueError, match="did not write"):
         export.check_export_path(tmp_path, "saved_model", overwrite=True)
+    (tmp_path / "theirs.onnx").write_bytes(b"theirs")  # not in the folder's manifest
+    with pytest.raises(ValueError, match="not written by fer_utils"):
+        export.check_export_path(tmp_path / "theirs.onnx", "onnx", overwrite=True)
     assert export.check_export_path(tmp_path / "empty", "saved_model") == tmp_path / "empty"
 
 
@@ -223,7 +228,7 @@ def test_a_failed_export_leaves_no_file_behind(model, tmp_path, monkeypatch):
     for format in ("litert", "saved_model"):
         with pytest.raises(RuntimeError, match="converter crashed"):
             export.export_model(model, tmp_path / FILE_NAMES[format], format)
-    assert not list(tmp_path.iterdir())
+    assert [path.name for path in tmp_path.iterdir()] == [files.MANIFEST_FILE]  # names the export, which is gone
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,7 +267,7 @@ def test_cli_accepts_a_keras_file_and_refuses_an_existing_export(model, tmp_path
     assert "Check:" not in capsys.readouterr().out
     written = out.stat().st_mtime_ns
     assert main(["export", str(model_file), "--format", "litert", "--out", str(out)]) == 2
-    assert "exists already. Pass --overwrite" in capsys.readouterr().err
+    assert "earlier output of fer_utils. Pass --overwrite" in capsys.readouterr().err
     assert out.stat().st_mtime_ns == written
 
 

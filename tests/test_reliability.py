@@ -217,7 +217,7 @@ def test_a_failed_model_build_leaves_no_training_state(demo_root, tmp_path, monk
 
 
 # =============================================================================================
-# predict never overwrites its input
+# predict never overwrites its input (the output rule: tests/test_output_rule.py)
 # =============================================================================================
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
@@ -236,14 +236,16 @@ def test_predict_refuses_an_out_path_that_is_its_input(tiny_run, tmp_path, capsy
     out = {"same": photo, "dotted": tmp_path / "photos" / ".." / "photos" / "me.png", "hardlink": tmp_path / "link.png"}[spelling]
     if spelling == "hardlink":
         os.link(photo, out)
-    _fails(capsys, ["predict", "--model", tiny_run, photo, "--out", out], "is the input file", "another --out")
+    for extra in ([], ["--overwrite"]):  # the input file is the user's: never replaced, whatever the flags
+        _fails(capsys, ["predict", "--model", tiny_run, photo, "--out", out, *extra], "refusing to write over it",
+               "Choose another file name")
     assert photo.read_bytes() == original
 
 
 def test_predict_refuses_an_out_path_that_is_its_input_video(tiny_run, tmp_path, capsys):
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"the user's only copy")
-    _fails(capsys, ["predict", "--model", tiny_run, video, "--out", video], "is the input file")
+    _fails(capsys, ["predict", "--model", tiny_run, video, "--out", video, "--overwrite"], "refusing to write over it")
     assert video.read_bytes() == b"the user's only copy"
 
 
