@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_utils import backend, data, models
+from fer_utils import backend, data, files, models
 from fer_utils.loading import load_model
 
 FACE_SIZE = 48
@@ -79,9 +79,11 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     image = _check_image(image)
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    encoded, buffer = cv2.imencode(path.suffix.lower(), image)
+    if not encoded:
+        raise ValueError(f"Cannot encode the image for '{path}'; use one of the suffixes {list(IMAGE_SUFFIXES)}.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"Could not write the image '{path}'. Check that its folder is writable.")
+    files.atomic_write_bytes(path, buffer.tobytes())  # a full or read-only disk becomes one line naming the file
     return path
 
 

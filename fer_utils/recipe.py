@@ -9,7 +9,9 @@ small_cnn trains in one end-to-end phase. `default_settings` holds each backbone
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -131,6 +133,12 @@ def train(data, settings: Settings, run_dir, progress: bool = True, cache: bool 
                                augmentation=settings.augmentation, seed=settings.seed,
                                class_names=train_split.class_names)
     keras.mixed_precision.set_global_policy("float32")
+    needed = _space_needed(model)
+    free = shutil.disk_usage(run_dir).free
+    if free < needed:
+        raise OSError(f"'{run_dir}' has {free / 1e6:,.0f} MB free, but a {settings.backbone} run needs about "
+                      f"{needed / 1e6:,.0f} MB (its model, checkpoints and backups). Free some space or choose "
+                      "another --out folder.")
     class_weight = data_module.class_weights(train_split.labels) if settings.class_weights == "balanced" else None
     y_train, y_val = training.one_hot(train_split), training.one_hot(val)
     budget = settings.max_minutes * 60.0 if settings.max_minutes else None
@@ -157,9 +165,16 @@ def train(data, settings: Settings, run_dir, progress: bool = True, cache: bool 
             if budget:
                 spent = float(training.phase_history(run_dir, phase)["seconds"].sum())
                 extra.append(TimeBudget(budget - sum(record["seconds"] for record in records), peak, epochs, spent))
-            trained.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=settings.batch_size,
-                        class_weight=class_weight, verbose=0,
-                        callbacks=training.callbacks(run_dir, phase, settings.patience, baseline, progress) + extra)
+            try:
+                trained.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=settings.batch_size,
+                            class_weight=class_weight, verbose=0,
+                            callbacks=training.callbacks(run_dir, phase, settings.patience, baseline, progress) + extra)
+            except OSError as error:  # h5py and Keras report a full disk in their own words
+                if "No space left" not in str(error) and getattr(error, "errno", None) != errno.ENOSPC:
+                    raise
+                raise OSError(f"The disk holding '{run_dir}' is full while training writes its checkpoints; a run "
+                              f"needs about {_space_needed(model) / 1e6:,.0f} MB. Free some space, then run the same "
+                              "command again: it resumes from the last finished epoch.") from None
         fallback = records[-1]["name"] if baseline is not None else None
         records.append(training.finish_phase(model, run_dir, phase, trained=trained, fallback=fallback))
     if not finished:
@@ -167,3 +182,9 @@ def train(data, settings: Settings, run_dir, progress: bool = True, cache: bool 
     elif progress:
         print(f"{run_dir} already holds this finished run; nothing to do (--overwrite retrains it).")
     return run_dir
+
+
+def _space_needed(model) -> int:
+    """Bytes a run writes at most: model.keras, final.npz per phase, best.weights.h5 and Keras's backup
+    (both with the optimizer's two moments): about 8 copies of the float32 weights."""
+    return 8 * 4 * model.count_params()

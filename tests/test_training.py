@@ -370,3 +370,24 @@ def test_notebook_03_resumes_after_a_kill_and_matches_the_command_line(tmp_path)
         {key: value for key, value in notebook_run.config["data"].items() if key != "source"}
     assert [set(phase) for phase in cli_run.config["phases"]] == [set(phase) for phase in notebook_run.config["phases"]]
     assert list(cli_run.history.columns) == list(notebook_run.history.columns)
+
+
+def test_a_full_disk_is_named_with_the_space_a_run_needs(splits, tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    with monkeypatch.context() as patch:
+        patch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))
+        with pytest.raises(OSError, match=r"has 0 MB free, but a small_cnn run needs about \d+ MB"):
+            recipe.train(splits, _small(epochs=1), tmp_path / "run", progress=False)
+
+    class DiskFull(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    original = training.callbacks
+    monkeypatch.setattr(training, "callbacks", lambda *args, **kwargs: original(*args, **kwargs) + [DiskFull()])
+    with pytest.raises(OSError, match="is full while training writes its checkpoints; a run needs about .* resumes"):
+        recipe.train(splits, _small(epochs=1), tmp_path / "run", progress=False)
