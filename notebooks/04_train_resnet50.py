@@ -47,13 +47,17 @@ import os
 
 # Smoke mode (FER_SMOKE=1) is what CI and `make demo` use: demo data and tiny settings.
 SMOKE = os.environ.get("FER_SMOKE", "") == "1"
-DATA = "demo" if SMOKE else None  # None: find FER2013 (FER_DATA_DIR, Kaggle input, ./data/fer2013, kagglehub), else demo
+# DATA None: find FER2013 (FER_DATA_DIR, Kaggle input, ./data/fer2013, kagglehub), else the demo data
+DATA = "demo" if SMOKE else None
 SEED = 42
-BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")  # "tensorflow", "jax" or "torch": set by the setup cell before Keras loads
-RUNS_ON_DRIVE = False  # Colab only: keep run folders on Google Drive (mounted when True); a Colab VM forgets them
+# "tensorflow", "jax" or "torch": set by the setup cell before Keras loads
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
+RUNS_ON_DRIVE = False  # Colab only: keep run folders on Google Drive (a Colab VM forgets them)
 BACKBONE = "resnet50"
 WEIGHTS = "imagenet"  # "imagenet", None (random initialisation) or a weights file
-WEIGHTS_DIR = None  # a folder holding Keras's "notop" weights files (e.g. an attached Kaggle dataset); None: /kaggle/input, the Keras cache, then download
+# A folder holding Keras's "notop" weights files (e.g. an attached Kaggle dataset);
+# None: /kaggle/input, the Keras cache, then download
+WEIGHTS_DIR = None
 IMG_SIZE = None  # None: 48 px on CPU, 96 px on GPU (see fer_utils.models.SPECS)
 EPOCHS_HEAD = 10
 EPOCHS_FINETUNE = 10
@@ -63,9 +67,11 @@ FINETUNE_LEARNING_RATE = 1e-4  # phase 2: the peak of its cosine decay
 WEIGHT_DECAY = 1e-4
 LABEL_SMOOTHING = 0.1
 DROPOUT = 0.5
-HEAD_MODE = "cached"  # "cached": backbone features computed once; "images": augmented images through the frozen backbone every epoch
-HEAD_BATCHNORM = False  # True standardises the pooled features first (needed by random-weight backbones)
-CLASS_WEIGHTS = "none"  # "none": plain cross-entropy (FER2013 is scored by accuracy); "balanced": more rare-class recall, less accuracy
+# "cached": backbone features computed once; "images": augmented images through the frozen backbone every epoch
+HEAD_MODE = "cached"
+HEAD_BATCHNORM = False  # True standardises the pooled features first (random-weight backbones need it)
+# "none": plain cross-entropy (FER2013 is scored by accuracy); "balanced": more rare-class recall, less accuracy
+CLASS_WEIGHTS = "none"
 PATIENCE = 5  # epochs without validation improvement before a phase stops
 VAL_FRACTION = 0.1
 OVERWRITE = False  # True retrains even when the run folder already holds a finished run
@@ -204,7 +210,8 @@ model.summary(line_length=100)
 
 # %%
 if HEAD_MODE == "cached" and not training.phase_done(RUN_DIR, "head"):
-    features = training.backbone_features(model, np.concatenate([train.images, validation.images]))
+    all_images = np.concatenate([train.images, validation.images])
+    features = training.backbone_features(model, all_images)
     x_train, x_val = features[: len(train)], features[len(train) :]
     head = training.head_model(model)
     print(f"features: {x_train.shape} train, {x_val.shape} validation")
@@ -277,10 +284,12 @@ batch = np.random.default_rng(0).normal(3.0, 2.0, size=(64, 4)).astype("float32"
 demo_layer.build(batch.shape)
 demo_layer.trainable = False
 frozen = keras.ops.convert_to_numpy(demo_layer(batch, training=True))
-print(f"frozen:    output mean {frozen.mean():+.2f}, moving mean {np.mean(demo_layer.moving_mean):+.3f} (unchanged)")
+print(f"frozen:    output mean {frozen.mean():+.2f}, "
+      f"moving mean {np.mean(demo_layer.moving_mean):+.3f} (unchanged)")
 demo_layer.trainable = True
 learning = keras.ops.convert_to_numpy(demo_layer(batch, training=True))
-print(f"trainable: output mean {learning.mean():+.2f}, moving mean {np.mean(demo_layer.moving_mean):+.3f} (moved towards 3)")
+print(f"trainable: output mean {learning.mean():+.2f}, "
+      f"moving mean {np.mean(demo_layer.moving_mean):+.3f} (moved towards 3)")
 
 # %% [markdown]
 # Frozen, the layer ignored `training=True`: it kept its statistics and normalised with them. Trainable,
@@ -314,7 +323,8 @@ if not training.phase_done(RUN_DIR, "finetune"):
     model.fit(
         train.images, y_train, validation_data=(validation.images, y_val), epochs=EPOCHS_FINETUNE,
         batch_size=BATCH_SIZE, class_weight=class_weight, verbose=0,
-        callbacks=training.callbacks(RUN_DIR, "finetune", patience=PATIENCE, baseline=head_record["best_val_accuracy"]),
+        callbacks=training.callbacks(RUN_DIR, "finetune", patience=PATIENCE,
+                                     baseline=head_record["best_val_accuracy"]),
     )
 finetune_record = training.finish_phase(model, RUN_DIR, "finetune", fallback="head")
 print(f"fine-tuning: {finetune_record['epochs_run']} epoch(s) in {finetune_record['seconds']:.0f} s; "
@@ -372,11 +382,14 @@ print(training.check_learned(validation, result, smoke=SMOKE))
 # ## Conclusion
 
 # %%
+kept = ("the fine-tuned weights were kept" if finetune_record["kept"]
+        else "fine-tuning did not beat the head phase, so its weights were kept")
+smoke = ("**Smoke run with random weights on drawn faces: the numbers only show that the pipeline "
+         "works.** " if SMOKE else "")
 Markdown(
     f"{BACKBONE} ({run.config['weights']['description']}, {run.config['img_size']} px input) reached "
-    f"**{result.metrics['accuracy']:.1%}** validation accuracy and {result.metrics['macro_f1']:.3f} macro-F1 after "
-    f"{len(run.history)} epochs (head: {head_record['seconds']:.0f} s, fine-tuning: {finetune_record['seconds']:.0f} s); "
-    + ("the fine-tuned weights were kept. " if finetune_record["kept"] else "fine-tuning did not beat the head phase, so its weights were kept. ")
-    + ("**Smoke run with random weights on drawn faces: the numbers only show that the pipeline works.** " if SMOKE else "")
-    + f"The run is saved in `{run.path.name}/` for [05_compare_models](05_compare_models.ipynb)."
+    f"**{result.metrics['accuracy']:.1%}** validation accuracy and {result.metrics['macro_f1']:.3f} "
+    f"macro-F1 after {len(run.history)} epochs (head: {head_record['seconds']:.0f} s, fine-tuning: "
+    f"{finetune_record['seconds']:.0f} s); {kept}. {smoke}The run is saved in `{run.path.name}/` "
+    "for [05_compare_models](05_compare_models.ipynb)."
 )
