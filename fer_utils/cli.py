@@ -170,16 +170,21 @@ def _add_evaluate_parser(subparsers):
     parser.add_argument("--model", required=True,
                         help="Run folder (holding model.keras), a .keras file, or builtin (the model that ships "
                              "with fer_utils).")
+    parser.add_argument("--json", metavar="OUT", help="Also write the metrics, per-class scores and confusion matrix here.")
+    _add_scoring_arguments(parser)
+    parser.set_defaults(handler=_run_evaluate)
+
+
+def _add_scoring_arguments(parser) -> None:
+    """The options evaluate and compare share."""
     parser.add_argument("--data", required=True, help="Dataset root, fer2013.csv, or a single labelled split folder.")
     parser.add_argument("--split", default="test", help="Split of a dataset root to evaluate on (default: test).")
-    parser.add_argument("--tta", action="store_true", help="Average the predictions on each face and its mirror image.")
-    parser.add_argument("--json", metavar="OUT", help="Also write the metrics, per-class scores and confusion matrix here.")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    parser.add_argument("--tta", action="store_true", help="Average the predictions on each face and its mirror image.")
     parser.add_argument("--batch-size", type=int, default=256, help="Images per prediction batch (default 256).")
     parser.add_argument("--n-boot", type=int, default=1000, help="Bootstrap resamples for the 95%% CIs (0: none).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap resampling (default 0).")
     parser.add_argument("--no-cache", action="store_true", help="Do not read or write the decoded-image cache.")
-    parser.set_defaults(handler=_run_evaluate)
 
 
 def _run_evaluate(args):
@@ -209,18 +214,11 @@ def _add_compare_parser(subparsers):
     parser = subparsers.add_parser("compare", help="Compare several runs (and their ensemble).")
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
                         help="Run folders, .keras files, a folder holding run folders, or builtin.")
-    parser.add_argument("--data", required=True, help="Dataset root, fer2013.csv, or a single labelled split folder.")
-    parser.add_argument("--split", default="test", help="Split of a dataset root to evaluate on (default: test).")
     parser.add_argument("--out", required=True, help="Folder for summary.md, summary.json and the figures.")
-    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    parser.add_argument("--tta", action="store_true", help="Average the predictions on each face and its mirror image.")
+    _add_scoring_arguments(parser)
     parser.add_argument("--no-ensemble", action="store_true", help="Do not add the average of all runs as a model.")
-    parser.add_argument("--batch-size", type=int, default=256, help="Images per prediction batch (default 256).")
-    parser.add_argument("--n-boot", type=int, default=1000, help="Bootstrap resamples for the 95%% CIs (0: none).")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the bootstrap resampling (default 0).")
     parser.add_argument("--gradcam-images", type=int, default=7, help="Faces per Grad-CAM figure (0: no Grad-CAM).")
     parser.add_argument("--no-figures", action="store_true", help="Write summary.md and summary.json only.")
-    parser.add_argument("--no-cache", action="store_true", help="Do not read or write the decoded-image cache.")
     parser.set_defaults(handler=_run_compare)
 
 

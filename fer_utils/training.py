@@ -1,12 +1,6 @@
-"""The helpers of the training recipe that notebooks 03 and 04 show as Keras cells.
-
-What a reader would otherwise copy and paste: `training_splits` (train and a validation split
-carved from it; test stays on disk), `start_run` (the run folder, never mixing two runs),
-`callbacks` (Keras's BackupAndRestore, ModelCheckpoint, EarlyStopping, CSVLogger) with
-`phase_done` / `finish_phase` (a rerun continues at the next epoch and loads finished phases),
-`backbone_features` / `head_model` (the cached-feature shortcut), `unfreeze_top`,
-`cosine_schedule`, `save_run` (the folder notebooks 05 and 06 read). `fer_utils.recipe.train`
-calls them in the notebooks' order for the command line.
+"""The helpers of the training recipe that notebooks 03 and 04 show as Keras cells: what a reader
+would otherwise copy and paste (splits, run folder, Keras callbacks and resume, cached features,
+unfreezing, schedule, saving). `fer_utils.recipe.train` calls them in the notebooks' order.
 
 RUN_DIR/backup/<phase>/ holds a phase's state: Keras's backup, best.weights.h5, history.csv, and
 once the phase is finished final.npz and done.json.
@@ -88,24 +82,18 @@ class TrainingData:
 def training_splits(data, val_fraction: float = 0.1, seed: int = 42, cache=True, progress: bool = True) -> TrainingData:
     """The train split of `data` and a validation split carved from it; the test split stays on disk.
 
-    `data` is a dataset location (a folder with train/, fer2013.csv, a `DatasetLocation`), a train
-    `Split` or a (train, val) pair of Splits. A `val/` folder beside train/ is the validation split;
-    otherwise `val_fraction` of train is held out, stratified by class and seeded by `seed`.
+    `data` is a dataset location (a folder with train/, fer2013.csv, a `DatasetLocation`) or a
+    (train, val) pair of Splits. A `val/` folder beside train/ is the validation split; otherwise
+    `val_fraction` of train is held out, stratified by class and seeded by `seed`.
     """
-    if isinstance(data, TrainingData):
-        return data
     if isinstance(data, tuple) and len(data) == 2:
         return TrainingData(*data, data_provenance(None, "in-memory splits", *data, "given by the caller"))
-    carved = f"{val_fraction:.0%} of train, stratified, seed {seed}"
-    if isinstance(data, data_module.Split):
-        train, val = data_module.train_val_split(data, val_fraction=val_fraction, seed=seed)
-        return TrainingData(train, val, data_provenance(None, "in-memory split", train, val, carved))
     if isinstance(data, data_module.DatasetLocation):
         path, source = Path(data.path), data.source
     elif isinstance(data, (str, os.PathLike)):
         path, source = Path(data).expanduser(), "argument"
     else:
-        raise ValueError(f"Expected a dataset path, a train Split or a (train, val) pair; got {type(data).__name__}.")
+        raise ValueError(f"Expected a dataset path or a (train, val) pair of Splits; got {type(data).__name__}.")
     try:
         train = data_module.load_labelled(path, split="train", cache=cache, progress=progress)
     except ValueError as error:
@@ -116,7 +104,8 @@ def training_splits(data, val_fraction: float = 0.1, seed: int = 42, cache=True,
     if path.is_dir() and (path / "val").is_dir():
         val, validation = data_module.load_split(path / "val", cache=cache, progress=progress), "val/ split folder"
     else:
-        (train, val), validation = data_module.train_val_split(train, val_fraction=val_fraction, seed=seed), carved
+        train, val = data_module.train_val_split(train, val_fraction=val_fraction, seed=seed)
+        validation = f"{val_fraction:.0%} of train, stratified, seed {seed}"
     fingerprint = data_module.dataset_fingerprint(path)
     return TrainingData(train, val, data_provenance(path, source, train, val, validation, fingerprint))
 
