@@ -82,33 +82,31 @@ def check_settings(settings: Settings) -> None:
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stop before `seconds` run out, annealing the rate by the clock (`train --max-minutes`).
+    """Stop when `seconds` run out, annealing the rate by the clock (`train --max-minutes`).
 
-    Custom because Keras's schedules follow steps only: under a time budget the cosine decay must
-    follow whichever runs out first, steps or time, so the rate still reaches zero at the end.
+    Custom because Keras's schedules follow steps only: under a time budget the cosine decay (after a
+    warm-up) follows whichever runs out first, steps or time, so the rate still reaches zero at the end.
     """
 
     def __init__(self, seconds: float, peak: float, epochs: int, spent: float = 0.0):
         super().__init__()
         self.seconds, self.peak, self.epochs, self.spent = seconds, peak, epochs, spent
-        self.started, self.longest = time.perf_counter(), 0.0
-
-    def _elapsed(self) -> float:
-        return self.spent + time.perf_counter() - self.started
+        self.started = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_started = time.perf_counter()
-        # The rate of an epoch is the schedule's at its middle (the first epoch is not spent at zero).
-        middle = max((epoch + 0.5) / self.epochs, (self._elapsed() + self.longest / 2) / self.seconds)
-        progress = min(middle, 1.0)
+        self.step, self.total = epoch * self.params["steps"], self.epochs * self.params["steps"]
+
+    def on_train_batch_begin(self, batch, logs=None):
+        elapsed = self.spent + time.perf_counter() - self.started
+        progress = min(max(self.step / self.total, elapsed / self.seconds), 1.0)
         warm = min(progress / WARMUP_FRACTION, 1.0)
         decay = max(progress - WARMUP_FRACTION, 0.0) / (1.0 - WARMUP_FRACTION)
-        self.model.optimizer.learning_rate = self.peak * warm * 0.5 * (1.0 + np.cos(np.pi * decay))
+        self.model.optimizer.learning_rate = self.peak * warm * 0.5 * (1.0 + math.cos(math.pi * decay))
+        if progress >= 1.0 and self.step:
+            self.model.stop_training = True  # Keras ends the epoch after this batch
 
-    def on_epoch_end(self, epoch, logs=None):
-        self.longest = max(self.longest, time.perf_counter() - self.epoch_started)
-        if self._elapsed() + self.longest > self.seconds:
-            self.model.stop_training = True
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
 
 
 def train(data, settings: Settings, run_dir, progress: bool = True, cache: bool = True, overwrite: bool = False) -> Path:
