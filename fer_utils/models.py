@@ -453,7 +453,9 @@ def predict(model, images, batch_size: int = 256, tta: bool = False, compiled: b
     if tta:
         both = predict(model, np.concatenate([images, images[:, :, ::-1, :]]), batch_size, compiled=compiled)
         return (both[: len(images)] + both[len(images):]) / 2.0
-    if not isinstance(model, keras.Model) or len(images) == 0:
+    if isinstance(model, keras.Model) and len(images) == 0:
+        return np.zeros((0, *model.output_shape[1:]), np.float64)
+    if not isinstance(model, keras.Model):
         return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float64)
     outputs = []
     for start in range(0, len(images), batch_size):

@@ -118,6 +118,8 @@ def train(data, settings: Settings, run_dir, progress: bool = True, cache: bool 
     from fer_utils import backend
 
     check_settings(settings)
+    # Recorded resolved, so a run resumed on another machine (CPU after GPU) is not mixed with it.
+    settings = dataclasses.replace(settings, img_size=settings.img_size or models.default_img_size(settings.backbone))
     runs.check_run_folder(run_dir, recognise=training.holds_run_state)
     training_data = training.training_splits(data, settings.val_fraction, settings.seed, cache=cache, progress=progress)
     run_dir = training.start_run(run_dir, settings, training_data, overwrite=overwrite)
@@ -140,19 +142,21 @@ def train(data, settings: Settings, run_dir, progress: bool = True, cache: bool 
     y_train, y_val = training.one_hot(train_split), training.one_hot(val)
     budget = settings.max_minutes * 60.0 if settings.max_minutes else None
     records = []
-    finished = runs.is_run_dir(run_dir) and all(training.phase_done(run_dir, phase) for phase, _ in settings.phases())
+    finished = all((run_dir / name).is_file() for name in runs.ARTIFACT_FILES) and all(
+        (run_dir / training.BACKUP_DIR / phase / "done.json").is_file() for phase, _ in settings.phases())
     for phase, epochs in settings.phases():
         if phase == PHASE_HEAD:
             model.get_layer("backbone").trainable = False
         elif phase == PHASE_FINETUNE:
             training.unfreeze_top(model.get_layer("backbone"), models.get_spec(settings.backbone).finetune_prefixes)
         baseline = records[-1]["best_val_accuracy"] if phase == PHASE_FINETUNE and records else None
-        trained = model
+        cached = phase == PHASE_HEAD and settings.head_mode == "cached"
+        trained = training.head_model(model) if cached else model
         if not training.phase_done(run_dir, phase):
             x_train, x_val = train_split.images, val.images
-            if phase == PHASE_HEAD and settings.head_mode == "cached":
+            if cached:
                 features = training.backbone_features(model, np.concatenate([x_train, x_val]))
-                trained, x_train, x_val = training.head_model(model), features[: len(x_train)], features[len(x_train):]
+                x_train, x_val = features[: len(x_train)], features[len(x_train):]
             peak = settings.finetune_learning_rate if phase == PHASE_FINETUNE else settings.learning_rate
             steps = -(-len(x_train) // settings.batch_size)
             rate = peak if phase == PHASE_HEAD or budget else training.cosine_schedule(peak, epochs, steps)

@@ -157,7 +157,8 @@ def start_run(run_dir, settings: Settings, training_data: TrainingData, overwrit
         runs.remove_artifacts(run_dir)
         _remove_training_state(run_dir)
     current = {"settings": settings.to_dict(), "data": array_fingerprint(training_data.train, training_data.val)}
-    begun = any((folder / name).exists() for folder in _phase_folders(run_dir) for name in PHASE_FILES)
+    begun = any(len(phase_history(run_dir, folder.name)) or (folder / "keras_backup").exists()
+                or (folder / "done.json").exists() for folder in _phase_folders(run_dir))
     if state_path.is_file() and begun:
         stored = _read_json(state_path)
         changed = sorted(key for key in set(stored.get("settings", {})) | set(current["settings"])
@@ -180,7 +181,7 @@ def start_run(run_dir, settings: Settings, training_data: TrainingData, overwrit
 
 
 # What training writes in RUN_DIR/backup/<phase>/; `--overwrite` deletes these and nothing else.
-PHASE_FILES = ("keras_backup", "best.weights.h5", "history.csv", "final.npz", "done.json")
+PHASE_FILES = ("keras_backup", "best.weights.h5", "history.csv", "final.npz", "done.json", "fit_done")
 
 
 def _phase_folders(run_dir: Path) -> list[Path]:
@@ -223,7 +224,7 @@ def callbacks(run_dir, phase: str, patience: int = 5, baseline: float | None = N
     chosen = [
         # Order matters: the best weights and the history row are on disk before the backup
         # records the epoch as done, so a kill between them repeats the epoch instead of losing it.
-        PhaseProgress(phase, progress),
+        PhaseProgress(phase, folder, progress),
         keras.callbacks.ModelCheckpoint(str(folder / "best.weights.h5"), monitor=MONITOR, mode="max", save_best_only=True,
                                         save_weights_only=True, initial_value_threshold=max(best_so_far, default=None)),
         keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True),
@@ -247,14 +248,20 @@ def _check_keras_backup(folder: Path) -> None:
 
 
 class PhaseProgress(keras.callbacks.Callback):
-    """One progress bar per phase, and each epoch's seconds and learning rate in its logs.
+    """One progress bar per phase, each epoch's seconds and learning rate in its logs, and a
+    `fit_done` mark once `fit` ends normally (Keras then deletes its backup): `phase_done` from there on.
 
     Custom because Keras draws one bar per epoch (verbose=1) or one line per epoch (verbose=2).
     """
 
-    def __init__(self, phase: str, show: bool = True):
+    def __init__(self, phase: str, folder: Path, show: bool = True):
         super().__init__()
-        self.phase, self.show, self.bar = phase, show, None
+        self.phase, self.folder, self.show, self.bar = phase, Path(folder), show, None
+
+    def on_train_begin(self, logs=None):
+        # BackupAndRestore sets the epoch a fit starts at and Keras never resets it, so a model fitted
+        # again (the next phase) would start there too; it runs after this callback and sets it anew.
+        self.model._initial_epoch = None
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.show and self.bar is None:  # here, not at train begin: a resumed fit starts at `epoch`
@@ -272,6 +279,7 @@ class PhaseProgress(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.bar is not None:
             self.bar.close()
+        files.atomic_write_bytes(self.folder / "fit_done", b"")
 
 
 def phase_history(run_dir, phase: str):
@@ -286,8 +294,9 @@ def phase_history(run_dir, phase: str):
 
 
 def phase_done(run_dir, phase: str) -> bool:
-    """True once `finish_phase` has kept the phase's result: rerunning its cell loads, not trains."""
-    return (Path(run_dir) / BACKUP_DIR / phase / "done.json").is_file()
+    """True once the phase's `fit` has ended: rerunning its cell loads the result (`finish_phase`), not trains."""
+    folder = Path(run_dir) / BACKUP_DIR / phase
+    return (folder / "done.json").is_file() or (folder / "fit_done").is_file()
 
 
 def finish_phase(model, run_dir, phase: str, trained=None, fallback: str | None = None) -> dict:
@@ -299,8 +308,14 @@ def finish_phase(model, run_dir, phase: str, trained=None, fallback: str | None 
     simply loaded.
     """
     folder = Path(run_dir) / BACKUP_DIR / phase
-    if phase_done(run_dir, phase):
-        model.set_weights(_load_arrays(folder / "final.npz"))
+    if (folder / "done.json").is_file():
+        try:
+            model.set_weights(_load_arrays(folder / "final.npz"))
+        except ValueError as error:
+            if "checkpoint" in str(error):
+                raise
+            raise ValueError(f"The {phase} phase in '{run_dir}' was trained with another model (a layer changed?). "
+                             "Pass OVERWRITE = True (--overwrite) to train again, or use a new folder.") from None
         return _read_json(folder / "done.json")
     history = phase_history(run_dir, phase)
     kept = (folder / "best.weights.h5").is_file()

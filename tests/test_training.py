@@ -391,3 +391,37 @@ def test_a_full_disk_is_named_with_the_space_a_run_needs(splits, tmp_path, monke
     monkeypatch.setattr(training, "callbacks", lambda *args, **kwargs: original(*args, **kwargs) + [DiskFull()])
     with pytest.raises(OSError, match="is full while training writes its checkpoints; a run needs about .* resumes"):
         recipe.train(splits, _small(epochs=1), tmp_path / "run", progress=False)
+
+
+def test_a_resumed_image_head_phase_does_not_shorten_fine_tuning(splits, tmp_path, monkeypatch):
+    """BackupAndRestore sets the model's starting epoch; the next phase's fit must not inherit it."""
+    settings = recipe.default_settings("vgg16", weights=None, img_size=32, epochs_head=3, epochs_finetune=3,
+                                       head_mode="images", batch_size=14, head_batchnorm=True, patience=0,
+                                       augmentation=NO_AUGMENTATION)
+    with monkeypatch.context() as patch:
+        _crash_in("head", 2, patch)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            recipe.train(splits, settings, tmp_path / "run", progress=False)
+    run = loading.load_model(recipe.train(splits, settings, tmp_path / "run", progress=False))
+    assert [phase["epochs_run"] for phase in run.config["phases"]] == [3, 3]
+
+
+def test_a_kill_after_fit_but_before_the_phase_is_kept_does_not_train_it_again(splits, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "finish_phase", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("killed")))
+        with pytest.raises(RuntimeError, match="killed"):
+            recipe.train(splits, _small(epochs=2), run_dir, progress=False)
+    assert training.phase_done(run_dir, "end_to_end")
+    history = (run_dir / "backup" / "end_to_end" / "history.csv").read_text()
+    run = loading.load_model(recipe.train(splits, _small(epochs=2), run_dir, progress=False))
+    assert (run_dir / "backup" / "end_to_end" / "history.csv").read_text() == history  # not trained again
+    assert run.history["epoch"].tolist() == [1, 2]
+
+
+def test_a_run_whose_saving_was_interrupted_is_saved_on_the_rerun(splits, tmp_path):
+    run_dir = recipe.train(splits, _small(epochs=1), tmp_path / "run", progress=False)
+    for name in ("config.json", "history.csv", "val_metrics.json"):
+        (run_dir / name).unlink()
+    recipe.train(splits, _small(epochs=1), run_dir, progress=False)
+    assert all((run_dir / name).is_file() for name in ("config.json", "history.csv", "val_metrics.json"))
