@@ -446,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as stop:
         name, status = ("SIGTERM", 143) if stop.args == ("SIGTERM",) else ("Ctrl-C", 130)
-        resume = " Run the same command again to resume from the last finished epoch." * (args.command == "train")
+        resume = (" Run the same command again (without --overwrite) to resume from the last finished epoch."
+                  * (args.command == "train"))
         print(f"error: stopped by {name}.{resume}", file=sys.stderr)
         return status
     finally:

@@ -61,9 +61,13 @@ def check_output(path: str | os.PathLike, kind: str = "file", overwrite: bool = 
     only with `overwrite` and when this tool wrote it (every file in it, for a folder), as the manifests say."""
     path = check_target(path, kind)
     if kind == "folder" and path.is_dir():
-        present = {item.relative_to(path).as_posix() for item in path.rglob("*") if not item.is_dir()
-                   and item.name not in LITTER | {MANIFEST_FILE} and not is_temporary_name(item.name)}
-        foreign = sorted(present - read_manifest(path))
+        # Every entry counts, empty folders, links and temporaries included: only the manifest's are ours.
+        manifest = read_manifest(path)
+        entries = {item.relative_to(path).as_posix(): item for item in path.rglob("*")
+                   if item.name not in LITTER | {MANIFEST_FILE}}
+        present = {name for name, item in entries.items()  # an empty folder is ours inside an output of ours
+                   if item.is_symlink() or not item.is_dir() or not (manifest or any(item.iterdir()))}
+        foreign = sorted(present - manifest)
         if foreign:
             shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
             raise OutputError(f"'{path}' holds files fer_utils did not write ({shown}); refusing to write over it. "

@@ -192,6 +192,16 @@ def test_export_overwrite_never_deletes_user_files_beside_a_saved_model(tmp_path
     assert _hashes(tmp_path) == before
 
 
+def test_a_folder_of_hidden_files_empty_folders_or_links_is_not_taken_for_empty(tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "empty_subfolder").mkdir(parents=True)
+    (out / ".notes.tmp").write_text("mine")
+    (tmp_path / "target").mkdir()
+    (out / "linked").symlink_to(tmp_path / "target")
+    _fails(capsys, ["export", "builtin", "--format", "saved_model", "--out", out, "--no-check"], "did not write")
+    assert sorted(path.name for path in out.iterdir()) == [".notes.tmp", "empty_subfolder", "linked"]
+
+
 def test_a_saved_model_export_is_replaced_with_overwrite_but_not_once_user_files_join_it(tiny_run, tmp_path, capsys):
     pytest.importorskip("tensorflow")
     out = tmp_path / "saved"
@@ -323,7 +333,7 @@ def test_a_stopped_train_says_that_rerunning_resumes(demo_root, tmp_path, capsys
 
     monkeypatch.setattr(recipe, "train", stopped)
     previous = signal.getsignal(signal.SIGTERM)
-    _fails(capsys, _train(demo_root, tmp_path / "run"), f"stopped by {name}", "same command again to resume",
+    _fails(capsys, _train(demo_root, tmp_path / "run"), f"stopped by {name}", "same command again (without --overwrite) to resume",
            status=status)
     assert signal.getsignal(signal.SIGTERM) is previous  # main() puts the handler back
 
