@@ -137,8 +137,9 @@ data.dataset_summary({"train": train, "validation": validation})
 # same data) the cells below continue it; other settings are refused rather than mixed.
 
 # %%
+img_size = IMG_SIZE or models.default_img_size(BACKBONE)  # 48 px on a CPU, more on a GPU
 settings = training.Settings(
-    backbone=BACKBONE, weights=WEIGHTS, img_size=IMG_SIZE, epochs_head=EPOCHS_HEAD, epochs_finetune=EPOCHS_FINETUNE,
+    backbone=BACKBONE, weights=WEIGHTS, img_size=img_size, epochs_head=EPOCHS_HEAD, epochs_finetune=EPOCHS_FINETUNE,
     batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, finetune_learning_rate=FINETUNE_LEARNING_RATE,
     weight_decay=WEIGHT_DECAY, label_smoothing=LABEL_SMOOTHING, dropout=DROPOUT, head_batchnorm=HEAD_BATCHNORM,
     head_mode=HEAD_MODE, class_weights=CLASS_WEIGHTS, patience=PATIENCE, val_fraction=VAL_FRACTION, seed=SEED,
@@ -155,7 +156,6 @@ print(f"run folder: {RUN_DIR}")
 # offline search for ImageNet weights described above.
 
 # %%
-img_size = IMG_SIZE or models.default_img_size(BACKBONE)
 backbone = models.build_backbone(BACKBONE, img_size, weights=WEIGHTS)
 print(f"{BACKBONE}: {len(backbone.layers)} layers, {backbone.count_params():,} parameters, "
       f"{img_size}x{img_size}x3 in -> {tuple(backbone.output.shape[1:])} features out")
@@ -176,10 +176,12 @@ x = models.input_block(inputs, BACKBONE, img_size, seed=SEED)
 # %% [markdown]
 # ### The head
 #
-# The backbone is called with `training=False`, so layers such as BatchNormalization keep running in
-# inference mode even when it is unfrozen later. Then the new head: average the feature map to one
-# vector, a Dense layer of 128 ReLU units, Dropout against overfitting, and a softmax over the 7
-# classes (float32 even under mixed precision, for stable probabilities).
+# The backbone is called with `training=False`, which states the intent: its BatchNormalization
+# layers (ResNet50 has them, VGG16 none) should keep ImageNet's statistics. In Keras 3 what
+# guarantees it is `trainable = False` on those layers, which the backbone helper sets. Then the new
+# head: average the feature map to one vector, a Dense layer of 128 ReLU units, Dropout against
+# overfitting, and a softmax over the 7 classes (float32 even under mixed precision, for stable
+# probabilities).
 
 # %%
 x = backbone(x, training=False)
@@ -209,14 +211,13 @@ model.summary(line_length=100)
 # frozen backbone every epoch instead, much slower).
 
 # %%
-if HEAD_MODE == "cached" and not training.phase_done(RUN_DIR, "head"):
-    all_images = np.concatenate([train.images, validation.images])
-    features = training.backbone_features(model, all_images)
-    x_train, x_val = features[: len(train)], features[len(train) :]
+x_train, x_val, head = train.images, validation.images, model
+if HEAD_MODE == "cached":
     head = training.head_model(model)
-    print(f"features: {x_train.shape} train, {x_val.shape} validation")
-else:
-    x_train, x_val, head = train.images, validation.images, model
+    if not training.phase_done(RUN_DIR, "head"):  # a finished phase needs no features
+        features = training.backbone_features(model, np.concatenate([x_train, x_val]))
+        x_train, x_val = features[: len(train)], features[len(train) :]
+        print(f"features: {x_train.shape} train, {x_val.shape} validation")
 
 # %% [markdown]
 # Compile: AdamW (Adam with decoupled weight decay on the kernels), cross-entropy with a little label
