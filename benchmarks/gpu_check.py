@@ -46,8 +46,8 @@ rose), so there the loss is reported and checked to be finite, and the weights t
 its fall is not asserted;
 the precision policies, XLA, the float32 output, Grad-CAM and TTA are checked as in the real run.
 
-The check's models are built without the project's random augmentation layers: Keras marks
-RandomRotation, RandomZoom and RandomTranslation as not XLA-compilable (`supports_jit=False`),
+The check's models are built without the project's random augmentation layers: the one-resampling
+RandomAffine is marked, like Keras's RandomRotation it replaces, not XLA-compilable (`supports_jit=False`),
 and a model holding one is never compiled, whatever `compile` asks for; under JAX it then trains
 operation by operation, hundreds of times slower. The check prints a note saying so;
 `--augment` puts the layers in, and the mixed setting then fails for want of XLA.

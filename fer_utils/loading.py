@@ -50,6 +50,8 @@ def _load_path(path: Path) -> runs.Run:
     """A run folder, or a bare `.keras` file (class names from a class_names.json beside it, else FER2013's)."""
     import keras
 
+    from fer_utils.augmentation import random_affine_class
+
     if not path.exists():
         raise FileNotFoundError(
             f"No run folder or model file at '{path}'. Pass a folder written by training (it holds "
@@ -67,7 +69,8 @@ def _load_path(path: Path) -> runs.Run:
     config, val_metrics, history = runs.read_config(run_dir), runs.read_val_metrics(run_dir), runs.load_history(run_dir)
     class_names = runs.read_class_names(run_dir) or config.get("class_names")
     try:
-        # safe_mode stays on (the default): only built-in, registered layers are deserialized.
+        # safe_mode stays on (the default): only built-in and registered layers are deserialized.
+        random_affine_class()  # registers the project's one custom layer (augmentation, identity here)
         model = keras.models.load_model(model_path, compile=False)
     except Exception as error:  # Keras raises many types (OSError, ValueError, TypeError, zip errors).
         raise ValueError(

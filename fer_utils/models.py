@@ -13,9 +13,11 @@ Every model has the same structure (layer names are a contract other modules rel
       -> head_dropout   Dropout
       -> predictions    Dense(num_classes, softmax), float32 even under mixed precision
 
-Only built-in Keras layers are used, so a saved `.keras` file loads with plain
-`keras.models.load_model(path)` (safe mode on) and predicts from raw pixels: no preprocessing
-step outside the model can drift between training and inference.
+Built-in Keras layers are used, plus one registered augmentation layer (`augmentation.RandomAffine`,
+identity at inference), so a saved `.keras` file loads with `loading.load_model` or, after
+`fer_utils.augmentation.random_affine_class()`, with plain `keras.models.load_model(path)` (safe mode
+on), and predicts from raw pixels: no preprocessing step outside the model can drift between training
+and inference.
 """
 
 from __future__ import annotations
