@@ -64,20 +64,23 @@ def _style_epoch_axis(axis, title: str, ylabel: str) -> None:
 
 
 def plot_training_curves(history: pd.DataFrame, title: str | None = None):
-    """Accuracy and loss per epoch from a run's history.csv, training vs validation (missing columns are
-    skipped), a dashed line at each change of phase."""
-    figure = _new_figure(11, 4)
-    axes = figure.subplots(1, 2)
-    epochs = _epoch_axis(history)
-    for axis, metric, label in ((axes[0], "accuracy", "Accuracy"), (axes[1], "loss", "Loss")):
-        for column, color, line_label in ((metric, TRAIN_COLOR, "Training"), (f"val_{metric}", VALIDATION_COLOR, "Validation")):
-            if column in history:
-                axis.plot(epochs, history[column], marker="o", markersize=3, color=color, label=line_label)
-        for position, phase in _phase_boundaries(history, epochs):
-            axis.axvline(position, color="gray", linestyle="--", linewidth=1)
-            axis.annotate(f"phase: {phase}", (position, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
-                          textcoords="offset points", fontsize=8, color="dimgray")
-        _style_epoch_axis(axis, f"{label} per epoch", label)
+    """Accuracy (top) and loss (bottom) per epoch from a run's history.csv, training vs validation (missing
+    columns skipped), one column per phase with its own epoch axis, so a short fine-tuning phase gets room."""
+    phases = list(dict.fromkeys(history["phase"].astype(str))) if "phase" in history else [""]
+    rows = [history[history["phase"].astype(str) == phase] if phase else history for phase in phases]
+    widths = [max(len(rows[index]), 0.3 * len(history), 1) for index in range(len(phases))]  # a 1-epoch phase stays visible
+    figure = _new_figure(11, 6.5)
+    axes = figure.subplots(2, len(phases), squeeze=False, sharey="row", gridspec_kw={"width_ratios": widths})
+    for column, (phase, rows_of_phase) in enumerate(zip(phases, rows)):
+        epochs = np.arange(1, len(rows_of_phase) + 1)
+        for axis, metric, label in ((axes[0, column], "accuracy", "Accuracy"), (axes[1, column], "loss", "Loss")):
+            for name, color, line_label in ((metric, TRAIN_COLOR, "Training"), (f"val_{metric}", VALIDATION_COLOR, "Validation")):
+                if name in rows_of_phase:
+                    axis.plot(epochs, rows_of_phase[name], marker="o", markersize=4, color=color, label=line_label)
+            heading = f"phase {column + 1}: {phase}, {label.lower()}" if phase else f"{label} per epoch"
+            _style_epoch_axis(axis, heading, label if column == 0 else "")
+            if len(epochs) == 1:
+                axis.set_xlim(0.5, 1.5)
     if title:
         figure.suptitle(title)
     return figure
@@ -103,30 +106,31 @@ def plot_validation_curves(histories: Mapping[str, pd.DataFrame]):
 
 
 def plot_confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence[str]):
-    """Confusion-matrix heatmaps side by side ({model name: (K, K) counts}), each row as fractions of its true
-    class (the diagonal is per-class recall), so models and imbalanced classes compare."""
+    """One confusion-matrix heatmap per row ({model name: (K, K) counts}): each row as a fraction of its true
+    class (the diagonal is per-class recall, so imbalanced classes compare), the count beneath it."""
     import seaborn as sns
 
     if not matrices:
         raise ValueError("plot_confusion_matrices needs at least one {name: matrix} entry.")
     class_names = list(class_names)
-    figure = _new_figure(4.6 * len(matrices) + 0.8, 4.4)
-    axes = np.atleast_1d(figure.subplots(1, len(matrices)))
+    figure = _new_figure(7.5, 6.2 * len(matrices))
+    axes = np.atleast_1d(figure.subplots(len(matrices), 1))
     for axis, (name, matrix) in zip(axes, matrices.items()):
         matrix = np.asarray(matrix, dtype=np.float64)
         if matrix.shape != (len(class_names),) * 2:
             raise ValueError(f"The confusion matrix of '{name}' has shape {matrix.shape}; expected "
                              f"({len(class_names)}, {len(class_names)}) for classes {class_names}.")
         totals = matrix.sum(axis=1, keepdims=True)
-        sns.heatmap(np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0), ax=axis, annot=True,
-                    fmt=".2f", cmap="Blues", cbar=False, vmin=0.0, vmax=1.0, xticklabels=class_names,
-                    yticklabels=class_names, square=True, annot_kws={"fontsize": 7})
-        axis.set_title(str(name))
+        fractions = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+        cells = [[f"{fraction:.2f}\n({count:.0f})" for fraction, count in zip(*pair)] for pair in zip(fractions, matrix)]
+        sns.heatmap(fractions, ax=axis, annot=np.array(cells), fmt="", cmap="Blues", vmin=0.0, vmax=1.0, square=True,
+                    xticklabels=class_names, yticklabels=class_names, annot_kws={"fontsize": 10},
+                    cbar_kws={"label": "fraction of the true class", "shrink": 0.8})
+        axis.set_title(f"{name}: fraction of each true class (count)")
         axis.set_xlabel("Predicted class")
         axis.set_ylabel("True class")
         axis.tick_params(axis="x", labelrotation=45)
         axis.tick_params(axis="y", labelrotation=0)
-    figure.suptitle("Confusion matrices (each row divided by its count)")
     return figure
 
 

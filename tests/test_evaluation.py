@@ -349,7 +349,11 @@ def test_comparison_conclusion_is_computed_from_results():
     text = report.comparison_conclusion([result_good, result_worse], mcnemar)
     assert "**good** is the most accurate" in text
     assert "accuracy 100.0%" in text
-    assert "worse reaches 62.5%" in text
+    assert "worse reaches 62.5%" in text and "+37.5 percentage points below" not in text
+    assert "37.5 percentage points below" in text
+    flipped = evaluation.evaluate_proba(y_true, worse, class_names, name="good + TTA", n_boot=0)
+    with_tta = report.comparison_conclusion([result_good, result_worse], mcnemar, [flipped])
+    assert "Flip test-time augmentation changed accuracy by -37.5 percentage points for good." in with_tta
     assert "is **not** significant" in text  # 3 discordant pairs cannot reach p < 0.05
     assert "fastest at inference is worse" in text
 

@@ -34,24 +34,29 @@ def _predictions(n=70, seed=0):
     return labels, proba / proba.sum(axis=1, keepdims=True)
 
 
-def test_training_curves_have_accuracy_and_loss_panels_and_a_phase_line():
+def test_training_curves_give_each_phase_its_own_accuracy_and_loss_panels():
     figure = plots.plot_training_curves(_history(), title="Run A")
     assert isinstance(figure, Figure)
-    accuracy_axis, loss_axis = figure.axes
-    assert accuracy_axis.get_title() == "Accuracy per epoch" and loss_axis.get_title() == "Loss per epoch"
-    assert accuracy_axis.get_xlabel() == "Epoch" and loss_axis.get_ylabel() == "Loss"
-    assert [text.get_text() for text in accuracy_axis.get_legend().get_texts()] == ["Training", "Validation"]
-    # The phase boundary sits between epoch 3 and 4.
-    vertical_lines = [line for line in accuracy_axis.get_lines() if len(set(line.get_xdata())) == 1]
-    assert [line.get_xdata()[0] for line in vertical_lines] == [3.5]
+    titles = [axis.get_title() for axis in figure.axes]
+    assert titles == ["phase 1: head, accuracy", "phase 2: finetune, accuracy",
+                      "phase 1: head, loss", "phase 2: finetune, loss"]
+    head_accuracy, finetune_accuracy, head_loss, _ = figure.axes
+    assert head_accuracy.get_xlabel() == "Epoch" and head_loss.get_ylabel() == "Loss"
+    assert [text.get_text() for text in head_accuracy.get_legend().get_texts()] == ["Training", "Validation"]
+    # Each phase counts its own epochs from 1, whatever the history's numbering.
+    np.testing.assert_array_equal(finetune_accuracy.get_lines()[1].get_xdata(), [1, 2, 3])
+    np.testing.assert_allclose(finetune_accuracy.get_lines()[1].get_ydata(), [0.48, 0.5, 0.52])
     assert figure.get_suptitle() == "Run A"
 
 
-def test_training_curves_restart_epoch_numbers_are_drawn_end_to_end():
-    history = _history().assign(epoch=[0, 1, 2, 0, 1, 2])
+def test_a_one_epoch_phase_still_gets_a_visible_panel():
+    history = _history().iloc[:4]
     figure = plots.plot_training_curves(history)
-    training_line = figure.axes[0].get_lines()[0]
-    np.testing.assert_array_equal(training_line.get_xdata(), [1, 2, 3, 4, 5, 6])
+    head, finetune = figure.axes[:2]
+    assert finetune.get_xlim() == (0.5, 1.5)
+    assert finetune.get_position().width > 0.2 * head.get_position().width
+    single = plots.plot_training_curves(history.drop(columns="phase"))
+    assert len(single.axes) == 2 and single.axes[0].get_title() == "Accuracy per epoch"
 
 
 def test_validation_curves_show_one_line_per_run():
@@ -63,15 +68,21 @@ def test_validation_curves_show_one_line_per_run():
         plots.plot_validation_curves({})
 
 
-def test_confusion_matrices_side_by_side_and_row_normalised():
+def test_confusion_matrices_one_per_row_row_normalised_with_counts():
     labels, proba = _predictions()
     matrix = metrics.confusion(labels, proba, 7)
     figure = plots.plot_confusion_matrices({"model A": matrix, "model B": matrix}, CLASS_NAMES)
-    assert [axis.get_title() for axis in figure.axes] == ["model A", "model B"]
-    assert figure.axes[0].get_xlabel() == "Predicted class" and figure.axes[0].get_ylabel() == "True class"
-    assert [tick.get_text() for tick in figure.axes[0].get_xticklabels()] == list(CLASS_NAMES)
-    annotations = [float(text.get_text()) for text in figure.axes[0].texts]
-    np.testing.assert_allclose(np.reshape(annotations, (7, 7)).sum(axis=1), 1.0, atol=0.02)
+    heatmaps = [axis for axis in figure.axes if axis.get_title()]
+    assert [axis.get_title() for axis in heatmaps] == ["model A: fraction of each true class (count)",
+                                                       "model B: fraction of each true class (count)"]
+    assert heatmaps[0].get_position().y0 > heatmaps[1].get_position().y1  # one above the other
+    assert heatmaps[0].get_xlabel() == "Predicted class" and heatmaps[0].get_ylabel() == "True class"
+    assert [tick.get_text() for tick in heatmaps[0].get_xticklabels()] == list(CLASS_NAMES)
+    cells = [text.get_text().split("\n") for text in heatmaps[0].texts]
+    fractions = np.reshape([float(fraction) for fraction, _ in cells], (7, 7))
+    counts = np.reshape([int(count.strip("()")) for _, count in cells], (7, 7))
+    np.testing.assert_allclose(fractions.sum(axis=1), 1.0, atol=0.02)
+    np.testing.assert_array_equal(counts, matrix)
     with pytest.raises(ValueError, match="shape"):
         plots.plot_confusion_matrices({"bad": np.zeros((3, 3))}, CLASS_NAMES)
 
