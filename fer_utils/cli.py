@@ -1,8 +1,6 @@
-"""The `python -m fer_utils` command line: a thin argparse layer over the package.
-
-Each sub-command has `_add_<name>_parser` (its arguments) and `_run_<name>` (the calls, with
-Keras imported only there, so `info` stays fast). User-fixable errors are `ValueError` / `OSError`
-with a message saying what, where and what to do: `main` prints it on one line and exits 2.
+"""The `python -m fer_utils` command line: `_add_<name>_parser` (arguments) and `_run_<name>` (the calls,
+importing Keras only there) per sub-command. `main` prints a user-fixable error (`ValueError`, `OSError`)
+on one line and exits 2.
 """
 
 from __future__ import annotations
@@ -61,6 +59,8 @@ def _run_demo_data(args):
 
 # --- train ---
 def _add_train_parser(subparsers):
+    from fer_utils.models import BACKBONES
+
     parser = subparsers.add_parser(
         "train",
         help="Train a model and write a run folder.",
@@ -72,12 +72,12 @@ def _add_train_parser(subparsers):
             "(fer_utils.recipe.default_settings)."
         ),
     )
-    parser.add_argument("--backbone", required=True, choices=_backbone_names(), help="Network to train.")
+    parser.add_argument("--backbone", required=True, choices=BACKBONES, help="Network to train.")
     parser.add_argument("--data", required=True, help="Dataset root with train/ (and test/), or fer2013.csv.")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="Run folder to write (or resume).")
     group = parser.add_argument_group("training options (unset ones take the backbone's defaults)")
     for flag, kind, text in TRAIN_OPTIONS:
-        dest = "epochs" if flag == "--epochs" else flag[2:].replace("-", "_")
+        dest = flag[2:].replace("-", "_")
         if kind is bool:
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif isinstance(kind, tuple):
@@ -144,16 +144,10 @@ TRAIN_OPTIONS = (
 )
 
 
-def _backbone_names():
-    from fer_utils.models import BACKBONES
-
-    return BACKBONES
-
-
 def _run_train(args):
     from fer_utils import recipe
 
-    names = ["epochs" if flag == "--epochs" else flag[2:].replace("-", "_") for flag, _, _ in TRAIN_OPTIONS]
+    names = [flag[2:].replace("-", "_") for flag, _, _ in TRAIN_OPTIONS]
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     settings = recipe.default_settings(args.backbone, **overrides)
     run_dir = recipe.train(args.data, settings, args.out, progress=not args.quiet, cache=not args.no_cache,
@@ -303,6 +297,8 @@ def _run_predict(args):
 
 # --- export ---
 def _add_export_parser(subparsers):
+    from fer_utils.export import FORMATS
+
     parser = subparsers.add_parser(
         "export",
         help="Export a model to ONNX, LiteRT (.tflite) or a TensorFlow SavedModel.",
@@ -314,18 +310,12 @@ def _add_export_parser(subparsers):
         ),
     )
     parser.add_argument("source", metavar="SOURCE", help="Run folder (holding model.keras), a .keras file, or builtin.")
-    parser.add_argument("--format", required=True, choices=_export_formats(),
+    parser.add_argument("--format", required=True, choices=FORMATS,
                         help="onnx: a .onnx file; litert: a .tflite file; saved_model: a folder.")
     parser.add_argument("--out", required=True, metavar="PATH", help="File (.onnx, .tflite) or folder to write.")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--no-check", action="store_true", help="Do not compare the export with the Keras model.")
     parser.set_defaults(handler=_run_export)
-
-
-def _export_formats():
-    from fer_utils.export import FORMATS
-
-    return FORMATS
 
 
 def _run_export(args):
@@ -361,43 +351,26 @@ def _size_mb(path) -> float:
 
 
 # --- Numeric options: every bound in one table, checked before any command runs ---
-# The numeric options of evaluate / compare / predict / demo-data: (lowest, highest, lowest allowed
-# itself?, highest allowed itself?); None: no bound. Training's are checked by recipe.check_settings.
-_COMMAND_BOUNDS = {
-    "batch_size": (1, None, True, True),
-    "n_boot": (0, None, True, True),
-    "gradcam_images": (0, None, True, True),
-    "per_class": (6, None, True, True),  # demo.MIN_PER_CLASS
-    "max_frames": (1, None, True, True),
-    "every_n": (1, None, True, True),
-    "min_size": (1, None, True, True),
-    "seed": (0, None, True, True),
+# The lowest value of each numeric option of evaluate / compare / predict / demo-data (and train's
+# --batch-size and --seed); training's other bounds are checked by recipe.check_settings.
+NUMERIC_OPTIONS = {
+    "batch_size": 1,
+    "n_boot": 0,
+    "gradcam_images": 0,
+    "per_class": 6,  # demo.MIN_PER_CLASS
+    "max_frames": 1,
+    "every_n": 1,
+    "min_size": 1,
+    "seed": 0,
 }
 
 
-NUMERIC_OPTIONS = {dest: ("--" + dest.replace("_", "-"), *bounds) for dest, bounds in _COMMAND_BOUNDS.items()}
-
-
 def check_numeric_options(args: argparse.Namespace) -> None:
-    """Raise ValueError naming the first numeric option that is out of range (or not finite)."""
-    import math
-
-    for dest, (option, low, high, low_ok, high_ok) in NUMERIC_OPTIONS.items():
-        value = getattr(args, dest, None)
-        if value is None or isinstance(value, (bool, str, tuple)):
-            continue
-        for number in value if isinstance(value, list) else [value]:  # a list: an option with nargs
-            valid = math.isfinite(number)
-            valid = valid and (low is None or number > low or (low_ok and number == low))
-            valid = valid and (high is None or number < high or (high_ok and number == high))
-            if not valid:
-                raise ValueError(f"{option} must be {_range_text(low, high, low_ok, high_ok)}, got {number}.")
-
-
-def _range_text(low, high, low_ok, high_ok) -> str:
-    if high is None:
-        return f"{'at least' if low_ok else 'greater than'} {low}"
-    return f"in {'[' if low_ok else '('}{low}, {high}{']' if high_ok else ')'}"
+    """Raise ValueError naming the first numeric option that is out of range."""
+    for dest, lowest in NUMERIC_OPTIONS.items():
+        value = getattr(args, dest, None)  # None: unset, or an option this command does not have
+        if value is not None and value < lowest:
+            raise ValueError(f"--{dest.replace('_', '-')} must be at least {lowest}, got {value}.")
 
 
 # --- main ---
