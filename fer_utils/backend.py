@@ -1,8 +1,5 @@
-"""Backend-specific code: the one module that imports tensorflow, jax or torch, each inside a function.
-
-What Keras 3 does not expose, one implementation per backend: GPU names, op determinism, class-score
-gradients (Grad-CAM), ONNX export; choosing the backend before Keras is imported; quieting TensorFlow.
-"""
+"""Backend-specific code: the one module that imports tensorflow, jax or torch, each inside a function,
+for what Keras 3 does not expose (GPU names, op determinism, Grad-CAM gradients, ONNX export)."""
 
 from __future__ import annotations
 
@@ -154,12 +151,9 @@ def class_score_gradients(feature_model, score_fn, inputs, class_indices=None):
     """Feature maps of `feature_model` (returning `(feature_maps, features)`) and the gradient, with
     respect to them, of each image's `score_fn(features)` score for `class_indices[i]` (default: its
     top class). Returns numpy arrays `(feature_maps, gradients, class_indices)` (Grad-CAM)."""
-    backend = active_backend()
-    if backend == "jax":
-        return _jax_class_score_gradients(feature_model, score_fn, inputs, class_indices)
-    if backend == "torch":
-        return _torch_class_score_gradients(feature_model, score_fn, inputs, class_indices)
-    return _tensorflow_class_score_gradients(feature_model, score_fn, inputs, class_indices)
+    gradients = {"jax": _jax_class_score_gradients, "torch": _torch_class_score_gradients}.get(
+        active_backend(), _tensorflow_class_score_gradients)
+    return gradients(feature_model, score_fn, inputs, class_indices)
 
 
 def _tensorflow_class_score_gradients(feature_model, score_fn, inputs, class_indices):
@@ -234,11 +228,7 @@ def _torch_class_score_gradients(feature_model, score_fn, inputs, class_indices)
 # --- Export ---------------------------------------------------------------------------------------
 def export_onnx(model, path, input_shape, opset: int | None = None) -> None:
     """Write `model` (inference mode) to the ONNX file `path` via tf2onnx; input "pixels" of shape
-    (batch, *input_shape), output "probabilities". TensorFlow backend only.
-
-    The graph is frozen first: Keras's own ONNX export leaves constants captured by a layer (the
-    fixed mean and variance of VGG16/ResNet50 preprocessing) as extra inputs that no caller feeds.
-    """
+    (batch, *input_shape), output "probabilities". TensorFlow backend only."""
     import tensorflow as tf
     import tf2onnx
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -249,6 +239,8 @@ def export_onnx(model, path, input_shape, opset: int | None = None) -> None:
         patch_tf2onnx()
     signature = tf.TensorSpec((None, *input_shape), tf.float32, name="pixels")
     function = tf.function(lambda pixels: model(pixels, training=False), input_signature=[signature])
+    # Frozen, because Keras's own ONNX export leaves constants captured by a layer (the fixed mean and
+    # variance of VGG16/ResNet50 preprocessing) as extra inputs that no caller feeds.
     frozen = convert_variables_to_constants_v2(function.get_concrete_function())
     inputs, outputs = [t.name for t in frozen.inputs], [t.name for t in frozen.outputs]
     tf2onnx.convert.from_graph_def(

@@ -1,7 +1,5 @@
-"""FER2013 data: load (msambare folders or fer2013.csv), cache, split, summarise and discover.
+"""FER2013 data: load (msambare folders or fer2013.csv) as `Split`s, cache, split, summarise and discover.
 
-Every loader returns `Split`s: uint8 images of shape (N, 48, 48, 1) and int64 labels in FER2013's
-class order, `fer_utils.CLASS_NAMES` (folders are mapped onto it by name, csv rows by `emotion`).
 Decoded arrays are cached as `.npz` under a hash of the file list (names, sizes, modification
 times), so a changed dataset is never served stale. No TensorFlow or Keras is imported here.
 """
@@ -77,9 +75,8 @@ class DatasetLocation:
 
 # --- Cache ----------------------------------------------------------------------------------------
 def _cached(cache, key: str, decode, keys=("images", "labels"), labels=None) -> dict:
-    """The arrays cached under `key`, else `decode()`'s, stored for the next load. `cache`: True (the
-    default folder), a folder, or False/None. A damaged file is a miss: warned once, decoded again,
-    replaced. An unwritable cache costs a warning, not the load."""
+    """The arrays cached under `key`, else `decode()`'s, stored for the next load. A damaged file is a miss
+    (warned, decoded again, replaced); an unwritable cache costs a warning, not the load."""
     folder = None if cache is False or cache is None else files.default_cache_dir() if cache is True else Path(cache)
     path = folder / f"{key}.npz" if folder is not None else None
     if path is not None and path.is_file():
@@ -167,8 +164,7 @@ def _list_split_files(split_dir: Path) -> tuple[list[str], np.ndarray, list[tupl
 
 
 def dataset_fingerprint(path: str | os.PathLike) -> str:
-    """A short hash of the file list (names, sizes, modification times) of a root, a split folder or a csv:
-    any added, removed, renamed or rewritten file changes it."""
+    """A short hash of the file list (names, sizes, modification times) of a root, a split folder or a csv."""
     path = _existing_path(path)
     if path.is_file():
         stat = path.stat()
@@ -249,8 +245,7 @@ def _decode_split(split_dir: Path, paths: list[str], labels: np.ndarray, progres
 
 
 def load_split(path: str | os.PathLike, cache=True, progress: bool = True) -> Split:
-    """Load one labelled split folder `DIR/<class>/<image>` (e.g. `fer2013/test`). `cache`: True (the default
-    folder), a folder, or False. Bad class folders and undecodable files are ValueErrors naming them."""
+    """Load one labelled split folder `DIR/<class>/<image>`. `cache`: True (the default folder), a folder, or False."""
     split_dir = _existing_path(path)
     if not split_dir.is_dir():
         raise ValueError(f"'{split_dir}' is not a folder of class folders (DIR/<class>/<image>).")
@@ -262,9 +257,8 @@ def load_split(path: str | os.PathLike, cache=True, progress: bool = True) -> Sp
 
 # --- fer2013.csv ----------------------------------------------------------------------------------
 def load_csv(path: str | os.PathLike, cache=True, progress: bool = True) -> dict[str, Split]:
-    """Load the original `fer2013.csv` (`emotion,pixels,Usage`): `train`, `public_test`, `private_test`
-    and `test` (PublicTest then PrivateTest, as in the msambare `test/`), each when it has rows. A bad
-    row is a ValueError naming it (1-based, the header is row 1)."""
+    """Load `fer2013.csv` as `train`, `public_test`, `private_test` and `test` (PublicTest then PrivateTest, as
+    in the msambare `test/`), each when it has rows."""
     csv_path = _existing_path(path)
     stat = csv_path.stat()
     key = "csv-" + _hash([str(csv_path.resolve()), stat.st_size, stat.st_mtime_ns])
@@ -359,8 +353,7 @@ def load_dataset(path: str | os.PathLike, cache=True, progress: bool = True) -> 
 
 def test_usages(path: str | os.PathLike) -> np.ndarray | None:
     """Which FER2013 test set ("public_test" / "private_test") each image of `load_labelled(path, "test")` is
-    from: known for `fer2013.csv` and for a `test/` folder whose file names start with `PublicTest_` or
-    `PrivateTest_` (Kaggle's msambare copy), both present; None otherwise."""
+    from, where the csv or the file names (Kaggle's msambare copy) say so; None otherwise."""
     path = _existing_path(path)
     if path.is_file():
         splits = load_csv(path, progress=False)
@@ -476,9 +469,7 @@ def _download_with_kagglehub() -> Path | None:
 
 
 def find_dataset(path=None, download: bool = True) -> DatasetLocation:
-    """Find FER2013 and say where it came from, in this order: `path` (it must exist), `$FER_DATA_DIR`,
-    Kaggle input mounts (`/kaggle/input/fer2013` first), `./data/fer2013`, a kagglehub download of
-    `msambare/fer2013` (when installed and online); else the drawn demo dataset, with a loud warning."""
+    """Find FER2013 (`path`, `$FER_DATA_DIR`, Kaggle mounts, ./data/fer2013, kagglehub), else the demo data."""
     if path is not None:
         return DatasetLocation(_existing_path(path), "argument")
     if os.environ.get("FER_DATA_DIR"):

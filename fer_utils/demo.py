@@ -1,8 +1,5 @@
-"""The demo dataset: procedurally drawn 48x48 grayscale faces of the 7 expressions (no FER2013 image ships).
-
-Each expression's brows, eyes and mouth are blended with a neutral face at a random intensity, under
-random pose, lighting, blur and noise. Class sizes follow FER2013's and the folders Kaggle's msambare
-layout, so the demo goes through the same loader as real data.
+"""The demo dataset: procedurally drawn 48x48 grayscale faces of the 7 expressions (no FER2013 image ships),
+in FER2013's class proportions and Kaggle's msambare layout, so it goes through the same loader as real data.
 """
 
 from __future__ import annotations
@@ -133,13 +130,8 @@ def _draw_mouth(canvas, center_x, mouth_y, param, dark, skin):
 
 def make_demo_dataset(out_dir: str | os.PathLike, per_class: int | None = None, seed: int = 0,
                       test_fraction: float = 0.25, overwrite: bool = False) -> Path:
-    """Write the demo dataset as `out_dir/{train,test}/<class>/<name>.png` and return `out_dir`.
-
-    `per_class`: average training images per class (default 100, at least 6) in FER2013's proportions;
-    test gets `test_fraction` of that. Same seed, same images. `out_dir`: missing, empty, or written here before
-    (then only with `overwrite`). File names are Kaggle's (`Training_<n>.png`; `PublicTest_<n>.png` and
-    `PrivateTest_<n>.png` alternately in test), so test splits into FER2013's two test sets.
-    """
+    """Write the demo dataset as `out_dir/{train,test}/<class>/<name>.png` and return `out_dir`; `per_class`:
+    average training images per class (default 100), test gets `test_fraction` of that."""
     import cv2
 
     per_class = DEFAULT_PER_CLASS if per_class is None else int(per_class)
@@ -157,6 +149,7 @@ def make_demo_dataset(out_dir: str | os.PathLike, per_class: int | None = None, 
             count = max(MIN_PER_CLASS // 2 if fraction < 1 else MIN_PER_CLASS,
                         int(round(per_class * len(CLASS_NAMES) * share / total * fraction)))
             for index in range(count):
+                # Kaggle's file names, so test splits into FER2013's two test sets (data.test_usages).
                 prefix = "Training" if split == "train" else ("PublicTest", "PrivateTest")[index % 2]
                 plan.append((name, out_dir / split / name / f"{prefix}_{index:05d}.png"))
     files.record_output(*(path for _, path in plan), folder=out_dir)

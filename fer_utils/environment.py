@@ -1,8 +1,5 @@
-"""Where the code runs: seeds, platform (Colab / Kaggle / local), devices and library versions.
-
-These facts go into every run's config.json, so a result can be traced to the machine and the
-library versions that produced it.
-"""
+"""Where the code runs: seeds, platform (Colab / Kaggle / local), devices and library versions, which go
+into every run's config.json."""
 
 from __future__ import annotations
 
@@ -47,8 +44,7 @@ def platform_name() -> str:
 
 
 def device_summary() -> dict:
-    """The compute device, e.g. `{"backend": "tensorflow", "gpus": ["Tesla T4", "Tesla T4"],
-    "device": "GPU x2 (Tesla T4)", "cpu_cores": 4, "platform": "kaggle"}`."""
+    """The compute device: backend, GPU names, a summary such as "GPU x2 (Tesla T4)", CPU cores, platform."""
     import keras
 
     from fer_utils import backend

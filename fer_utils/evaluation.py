@@ -1,8 +1,7 @@
 """Scoring a model (or an ensemble) on a labelled split: `evaluate_model` and its `EvaluationResult`.
 
-Predictions come from `fer_utils.models.predict` (flip TTA included), metrics from `fer_utils.metrics`,
-confidence intervals from `fer_utils.stats`. Class names are matched by name: a model whose outputs
-are the data's classes in another order has its columns reordered; other classes are a ValueError.
+Class names are matched by name: a model whose outputs are the data's classes in another order has its
+columns reordered; other classes are a ValueError.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""Dataset checks for notebook 01: pixel statistics, exact duplicates (also across splits), blank images.
-
-FER2013 holds exact duplicates, some shared between its training and test splits, and a few nearly
-blank images; these functions find them so the notebooks can report them.
-"""
+"""Dataset checks for notebook 01: pixel statistics, exact duplicates (FER2013 shares some between its
+training and test splits) and nearly blank images."""
 
 from __future__ import annotations
 

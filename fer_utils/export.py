@@ -1,10 +1,6 @@
-"""Export a trained model for deployment runtimes, and load those exports back.
-
-Formats: `onnx` (ONNX Runtime, via `backend.export_onnx`), `litert` (a `.tflite` for LiteRT, formerly
-TensorFlow Lite) and `saved_model` (TF Serving, TensorFlow.js, `TFSMLayer`), all written on Keras's
-TensorFlow backend. An export takes raw float32 48x48x1 faces (0..255) and returns the probabilities
-in the run's class order, preprocessing inside. Converters are the `export` extra (a missing one is a
-ValueError naming the pip command).
+"""Export a trained model to ONNX, LiteRT (`.tflite`) or a SavedModel on Keras's TensorFlow backend, and
+load those exports back. An export takes raw float32 48x48x1 faces (0..255) and returns the probabilities
+in the run's class order, preprocessing inside.
 """
 
 from __future__ import annotations
@@ -66,8 +62,8 @@ def _check_backend(format: str) -> None:
 
 
 def check_export_path(path: str | os.PathLike, format: str, overwrite: bool = False) -> Path:
-    """`path` as a Path when `format` can be written there (`onnx`, `litert`: a file with its suffix;
-    `saved_model`: a folder) under the output rule, `files.check_output`: only an earlier export is replaced."""
+    """`path` as a Path when `format` can be written there (a file with its suffix, or a folder for
+    `saved_model`) under the output rule, `files.check_output`."""
     path = Path(path).expanduser()
     suffix = SUFFIXES[_check_format(format)]
     if suffix is not None and path.suffix.lower() != suffix:
@@ -77,8 +73,7 @@ def check_export_path(path: str | os.PathLike, format: str, overwrite: bool = Fa
 
 def export_model(model, path: str | os.PathLike, format: str, overwrite: bool = False) -> Path:
     """Write the Keras `model` to `path` in `format` (one of `FORMATS`) under a temporary name, renamed when
-    complete, and return the path. ValueError for an unknown format, an unfit path or a missing converter
-    (naming the pip command) or a target `check_export_path` refuses; OSError naming `path` on a full disk."""
+    complete, and return the path."""
     import keras
 
     path = check_export_path(path, format, overwrite)
@@ -143,9 +138,8 @@ def _quiet_converter_logs():
 
 
 def load_exported(path: str | os.PathLike, format: str, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """Load an export with its own runtime (ONNX Runtime on the CPU, LiteRT's `ai_edge_litert`, or
-    `keras.layers.TFSMLayer`); return a function from pixels 0..255, (batch, 48, 48[, 1]), to float32
-    probabilities. `threads` sets ONNX Runtime's and LiteRT's CPU threads (None: their default)."""
+    """Load an export with its own runtime; return a function from pixels 0..255, (batch, 48, 48[, 1]), to
+    float32 probabilities. `threads`: ONNX Runtime's and LiteRT's CPU threads (None: their default)."""
     _check_format(format)
     path = Path(path).expanduser()
     if not path.exists():

@@ -1,9 +1,7 @@
 """Atomic file writes, the output rule of every command, JSON numbers and the cache folder.
 
-Each file is written to a hidden temporary name (`.tmp`, or `.tmp.keras`) beside it, then renamed over
-it, so a reader or a killed process sees the old file or the complete new one. Files get the mode a
-plain `open(path, "w")` gives (0666 minus the umask). A full disk, a read-only disk or a permission
-error is one line naming the file. This module imports nothing from fer_utils.
+Each file is written to a hidden temporary name beside it, then renamed over it, so a reader or a killed
+process sees the old file or the complete new one. This module imports nothing from fer_utils.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ CACHE_VARIABLE = "FER_CACHE_DIR"
 # The only portable way to read the umask is to set it; it is set straight back.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
-FILE_MODE = 0o666 & ~_UMASK
+FILE_MODE = 0o666 & ~_UMASK  # what a plain `open(path, "w")` gives
 # In a folder: the files this tool wrote there, the only ones --overwrite may replace (see `check_output`).
 MANIFEST_FILE = ".fer-written"
 # Files that file browsers drop into any folder they show: a folder holding only these is empty.

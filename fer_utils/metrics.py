@@ -1,7 +1,6 @@
-"""Metrics of class probabilities against integer labels: pure numpy and pandas, no model.
+"""Metrics of (N, K) class probabilities (or predicted class indices) against (N,) integer labels.
 
-`y_true` is (N,) integer labels; `proba` an (N, K) probability matrix (or, where it says so, predicted
-class indices (N,)). Inputs are checked; a ValueError says what is wrong.
+Pure numpy and pandas, no model. Inputs are checked; a ValueError says what is wrong.
 """
 
 from __future__ import annotations
@@ -120,12 +119,8 @@ def reliability_bins(y_true, proba, n_bins: int = 15) -> pd.DataFrame:
 
 
 def compute_metrics(y_true, proba, class_names: Sequence[str] | None = None, n_bins: int = 15) -> dict:
-    """Headline metrics of class probabilities against integer labels.
-
-    `n`, `accuracy`, `balanced_accuracy` (mean recall over classes in the labels), `macro_f1` (mean F1
-    over classes in the labels or predictions), `top2_accuracy`, `log_loss`, and `ece` (expected
-    calibration error: over `n_bins` confidence bins, the image share times |accuracy - confidence|).
-    """
+    """`n`, `accuracy`, `balanced_accuracy`, `macro_f1`, `top2_accuracy`, `log_loss` and `ece` (expected
+    calibration error: over `n_bins` confidence bins, the image share times |accuracy - confidence|)."""
     labels = _as_labels(y_true)
     proba = _as_proba(proba, labels.shape[0])
     num_classes = proba.shape[1]

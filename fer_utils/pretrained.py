@@ -56,14 +56,8 @@ def load_run():
         "data": info.get("data", {}),
         "wall_time_s": {"total": 60.0 * float(info.get("training", {}).get("minutes", 0.0))},
     }
-    return Run(
-        path=None,
-        model=_build(info),
-        config=config,
-        history=None,
-        class_names=tuple(info["class_names"]),
-        val_metrics=dict(info.get("val_metrics", {})),
-    )
+    return Run(path=None, model=_build(info), config=config, history=None, class_names=tuple(info["class_names"]),
+               val_metrics=dict(info.get("val_metrics", {})))
 
 
 def _member_arguments(info: dict) -> list[dict]:

@@ -1,10 +1,5 @@
-"""The training recipe of notebooks 03 and 04 as one function, `train`, for `python -m fer_utils train`.
-
-`train` calls the helpers of `fer_utils.training` in the notebooks' order: splits, run folder,
-model, frozen head phase (on cached features by default), fine-tuning of the top block, saving.
-small_cnn trains in one end-to-end phase. `default_settings` holds each backbone's defaults and
-`check_settings` every bound, once, naming the command-line flag.
-"""
+"""The training recipe of notebooks 03 and 04 as one function, `train`, for `python -m fer_utils train`,
+with each backbone's `default_settings` and every bound of the settings checked once (`check_settings`)."""
 
 from __future__ import annotations
 
@@ -25,12 +20,10 @@ from fer_utils.training import PHASE_FINETUNE, PHASE_HEAD, WARMUP_FRACTION, Sett
 
 
 def default_settings(backbone: str, **overrides) -> Settings:
-    """The recommended settings of `backbone` (`Settings`' defaults; small_cnn: 30 epochs at 3e-3, which
-    beat 2e-3 in 20-minute CPU runs, dropout 0.2, milder augmentation, patience 10), `overrides` applied
-    and checked."""
+    """The recommended settings of `backbone` with `overrides` applied, checked."""
     spec = models.get_spec(backbone)
     values = dict(backbone=spec.name)
-    if not spec.pretrained:
+    if not spec.pretrained:  # 3e-3 beat 2e-3 in 20-minute CPU runs
         values.update(weights=None, epochs_head=0, epochs_finetune=0, epochs=30, learning_rate=3e-3, dropout=0.2,
                       augmentation=AugmentationConfig(rotation=0.025, zoom=0.05, translation=0.08, contrast=0.0),
                       patience=10)
@@ -82,11 +75,8 @@ def check_settings(settings: Settings) -> None:
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stop when `seconds` run out, annealing the rate by the clock (`train --max-minutes`).
-
-    Custom because Keras's schedules follow steps only: under a time budget the cosine decay (after a
-    warm-up) follows whichever runs out first, steps or time, so the rate still reaches zero at the end.
-    """
+    """Stop when `seconds` run out (`train --max-minutes`), the warm-up and cosine decay following steps or
+    time, whichever runs out first (Keras's schedules follow steps only), so the rate still reaches zero."""
 
     def __init__(self, seconds: float, peak: float, epochs: int, spent: float = 0.0):
         super().__init__()
@@ -110,11 +100,8 @@ class TimeBudget(keras.callbacks.Callback):
 
 
 def train(data, settings: Settings, run_dir, progress: bool = True, cache: bool = True, overwrite: bool = False) -> Path:
-    """Train `settings` on `data` into `run_dir`: notebooks 03/04's cells in their order.
-
-    Rerunning after an interruption continues at the last finished epoch; a finished run is loaded.
-    Nothing is written before the settings, the folder and the data have been checked.
-    """
+    """Train `settings` on `data` into `run_dir` (notebooks 03/04's cells); a rerun resumes at the last
+    finished epoch. Nothing is written before the settings, the folder and the data have been checked."""
     from fer_utils import backend
 
     check_settings(settings)

@@ -1,16 +1,7 @@
-"""Run folders: where a trained model and its provenance live on disk.
-
-    RUN_DIR/
-        model.keras         the whole model: raw 48x48x1 pixels (0..255) in, class probabilities out
-        class_names.json    the class order of the model's outputs
-        config.json         backbone, weights, image size, data, phases, hyper-parameters, versions, times
-        history.csv         one row per epoch: epoch, phase, loss, accuracy, val_loss, val_accuracy, ...
-        val_metrics.json    metrics on the validation split carved from train (never the test split)
-        .fer-run            marker: training writes only into empty folders or folders with this file
+"""Run folders: where a trained model and its provenance live on disk (loaded by `loading.load_model`).
 
 Files are written atomically, so a killed run never leaves a truncated file. Every file read back is
-checked; a damaged one raises a ValueError naming the file and the field. Loading the model is
-`fer_utils.loading.load_model`.
+checked; a damaged one raises a ValueError naming the file and the field.
 """
 
 from __future__ import annotations
@@ -24,13 +15,13 @@ from typing import Any
 
 from fer_utils import files
 
-MODEL_FILE = "model.keras"
-CLASS_NAMES_FILE = "class_names.json"
-CONFIG_FILE = "config.json"
-HISTORY_FILE = "history.csv"
-VAL_METRICS_FILE = "val_metrics.json"
+MODEL_FILE = "model.keras"  # the whole model: raw 48x48x1 pixels (0..255) in, class probabilities out
+CLASS_NAMES_FILE = "class_names.json"  # the class order of the model's outputs
+CONFIG_FILE = "config.json"  # backbone, weights, image size, data, phases, hyper-parameters, versions, times
+HISTORY_FILE = "history.csv"  # one row per epoch: epoch, phase, loss, accuracy, val_loss, val_accuracy, ...
+VAL_METRICS_FILE = "val_metrics.json"  # on the validation split carved from train (never the test split)
 ARTIFACT_FILES = (MODEL_FILE, CLASS_NAMES_FILE, CONFIG_FILE, HISTORY_FILE, VAL_METRICS_FILE)
-RUN_MARKER_FILE = ".fer-run"
+RUN_MARKER_FILE = ".fer-run"  # training writes only into empty folders or folders with this marker
 RUN_FORMAT = 1
 # The numeric columns training writes to history.csv, with the values they may hold.
 HISTORY_RANGES = {
@@ -103,8 +94,7 @@ def best_run(root: str | os.PathLike, metric: str = "accuracy") -> Path:
 
 
 def check_run_folder(run_dir: str | os.PathLike, recognise=None) -> Path:
-    """Raise `files.OutputError` unless `run_dir` can be a folder (`files.check_target`) that is missing, empty,
-    or a run folder of ours: it holds the marker, or `recognise(run_dir)` says it is one from before markers."""
+    """`run_dir` if it is missing, empty or a run folder of ours (marker, or `recognise(run_dir)`); else OutputError."""
     run_dir = files.check_target(run_dir, "folder")
     if (run_dir / RUN_MARKER_FILE).is_file() or not run_dir.is_dir():
         return run_dir

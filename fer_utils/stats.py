@@ -1,8 +1,4 @@
-"""Statistics over test images: bootstrap confidence intervals, McNemar's test, Holm, chance level.
-
-Pure numpy (scipy for the binomial tests, imported where needed); input checks and confusion-matrix
-scores come from `fer_utils.metrics`.
-"""
+"""Statistics over test images: bootstrap confidence intervals, McNemar's test, Holm, chance level."""
 
 from __future__ import annotations
 
@@ -28,12 +24,8 @@ _CHUNK = 250
 
 def bootstrap_ci(y_true, y_pred, metric: str = "accuracy", n_boot: int = 1000, seed: int = 0, level: float = 0.95,
                  num_classes: int | None = None) -> dict:
-    """Seeded percentile bootstrap interval of "accuracy", "macro_f1" or "balanced_accuracy" over test images.
-
-    The images are resampled with replacement `n_boot` times, the metric recomputed on each resample,
-    and the interval is the central `level` share of those values. `y_pred` may be class indices or
-    probabilities. Returns {"estimate" (on all images), "low", "high", "level", "n_boot"}.
-    """
+    """Seeded percentile bootstrap interval (images resampled `n_boot` times) of "accuracy", "macro_f1" or
+    "balanced_accuracy": {"estimate" (on all images), "low", "high", "level", "n_boot"}."""
     labels = _as_labels(y_true)
     predictions = _as_predictions(y_pred, labels.shape[0])
     if metric not in METRICS:
@@ -65,9 +57,8 @@ def bootstrap_ci(y_true, y_pred, metric: str = "accuracy", n_boot: int = 1000, s
 
 
 def mcnemar_exact(y_true, pred_a, pred_b) -> dict:
-    """McNemar's exact test: do models A and B have the same error rate on these images? Only discordant
-    images count (`b`: A right, B wrong; `c`: the reverse); under the null b ~ Binomial(b + c, 1/2),
-    two-sided (p = 1 with no discordant image)."""
+    """McNemar's exact test: do models A and B have the same error rate? `b`: images A gets right and B
+    wrong, `c`: the reverse; two-sided, b ~ Binomial(b + c, 1/2) under the null."""
     from scipy.stats import binomtest
 
     labels = _as_labels(y_true)
@@ -88,12 +79,10 @@ def holm_adjust(p_values) -> np.ndarray:
 
 
 def chance_test(y_true, y_pred, num_classes: int | None = None) -> dict:
-    """Do predictions beat the chance level that their own class frequencies give?
+    """Do predictions beat the chance level of their own class frequencies (one-sided exact binomial test)?
 
-    A classifier that ignores its input but predicts class c with frequency q_c scores, on labels with
-    class frequencies pi_c, sum_c q_c * pi_c on average: that is the chance level, so a collapsed model
-    (always the largest class) never passes. The p-value is a one-sided exact binomial test.
-    Returns {"n", "correct", "accuracy", "chance_accuracy", "p_value"}.
+    Predicting class c with frequency q_c regardless of the input scores sum_c q_c * pi_c on labels with
+    class frequencies pi_c: that is the chance level, so a collapsed model (always one class) never passes.
     """
     from scipy.stats import binomtest
 

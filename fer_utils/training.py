@@ -80,12 +80,8 @@ class TrainingData:
 
 
 def training_splits(data, val_fraction: float = 0.1, seed: int = 42, cache=True, progress: bool = True) -> TrainingData:
-    """The train split of `data` and a validation split carved from it; the test split stays on disk.
-
-    `data` is a dataset location (a folder with train/, fer2013.csv, a `DatasetLocation`) or a
-    (train, val) pair of Splits. A `val/` folder beside train/ is the validation split; otherwise
-    `val_fraction` of train is held out, stratified by class and seeded by `seed`.
-    """
+    """The train split of `data` (a path, a `DatasetLocation` or a (train, val) pair of Splits) and its
+    validation split: a `val/` folder beside train/, else a stratified, seeded `val_fraction` of train."""
     if isinstance(data, tuple) and len(data) == 2:
         return TrainingData(*data, data_provenance(None, "in-memory splits", *data, "given by the caller"))
     if isinstance(data, data_module.DatasetLocation):
@@ -143,12 +139,10 @@ def one_hot(split) -> np.ndarray:
 
 # --- The run folder and its phases ---
 def start_run(run_dir, settings: Settings, training_data: TrainingData, overwrite: bool = False) -> Path:
-    """Claim `run_dir` for this run and return it; nothing is trained here.
+    """Claim `run_dir` for this run (an unfinished one with the same settings and data resumes) and return it.
 
-    A folder holding an unfinished run with the same settings and data is resumed by the cells that
-    follow; one where no epoch has run yet takes the new settings. Other settings or data once
-    training has begun, someone else's files, or another run's model are refused with what to do;
-    `overwrite` discards what training wrote there (only that).
+    Other settings or data once an epoch has run, someone else's files, or another run's model are
+    refused with what to do; `overwrite` discards what training wrote there (only that).
     """
     run_dir = Path(run_dir)
     runs.check_run_folder(run_dir, recognise=holds_run_state)
@@ -205,17 +199,8 @@ def holds_run_state(run_dir: Path) -> bool:
 
 
 def callbacks(run_dir, phase: str, patience: int = 5, baseline: float | None = None, progress: bool = True) -> list:
-    """Keras's callbacks for one phase's `fit`: resumable, best epoch kept, early stopping, history.
-
-    - `BackupAndRestore`: weights, optimizer state and epoch after every epoch, so rerunning the
-      cell after a crash or a disconnect continues at the next epoch;
-    - `ModelCheckpoint`: the best epoch on val_accuracy (better than `baseline`, e.g. the head
-      phase's best, and than the epochs before a restart), for `finish_phase`;
-    - `EarlyStopping` after `patience` epochs without improvement (0: off; the count restarts
-      with a resumed fit);
-    - `CSVLogger`: every epoch's numbers, appended across restarts;
-    - one progress bar for the phase (`PhaseProgress`).
-    """
+    """Keras's callbacks for one phase's `fit`: resumable after a crash (`BackupAndRestore`), the best
+    epoch better than `baseline` kept, early stopping after `patience` epochs (0: off), history, one bar."""
     folder = Path(run_dir) / BACKUP_DIR / phase
     folder.mkdir(parents=True, exist_ok=True)
     _check_keras_backup(folder / "keras_backup")
@@ -248,11 +233,8 @@ def _check_keras_backup(folder: Path) -> None:
 
 
 class PhaseProgress(keras.callbacks.Callback):
-    """One progress bar per phase, each epoch's seconds and learning rate in its logs, and a
-    `fit_done` mark once `fit` ends normally (Keras then deletes its backup): `phase_done` from there on.
-
-    Custom because Keras draws one bar per epoch (verbose=1) or one line per epoch (verbose=2).
-    """
+    """One progress bar per phase (Keras draws one per epoch), each epoch's seconds and learning rate in
+    its logs, and a `fit_done` mark once `fit` ends normally (Keras then deletes its backup)."""
 
     def __init__(self, phase: str, folder: Path, show: bool = True):
         super().__init__()
@@ -300,13 +282,8 @@ def phase_done(run_dir, phase: str) -> bool:
 
 
 def finish_phase(model, run_dir, phase: str, trained=None, fallback: str | None = None) -> dict:
-    """Keep the phase's best epoch in `model` and mark the phase finished; return its record.
-
-    `trained` is the model `fit` trained when it is not `model` (the head on cached features, whose
-    layers are `model`'s). When no epoch beat `fallback`'s best (fine-tuning that never improved
-    on the head phase), `model` goes back to that phase's result. A phase finished earlier is
-    simply loaded.
-    """
+    """Keep the phase's best epoch in `model` (`trained`: the head model `fit` trained, if not `model`), or
+    phase `fallback`'s result when no epoch beat it; mark the phase finished and return its record."""
     folder = Path(run_dir) / BACKUP_DIR / phase
     if (folder / "done.json").is_file():
         try:
