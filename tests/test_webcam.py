@@ -43,7 +43,7 @@ def photo_jpeg():
 def test_process_frame_finds_and_labels_the_sample_face(model, photo_jpeg):
     result = webcam.process_frame(photo_jpeg, model)
     assert (result["width"], result["height"]) == (512, 600)
-    assert result["detector"] == faces.resolve_detector()
+    assert result["detector"] == faces.resolve_detector(live=True)
     assert len(result["faces"]) == 1
     face = result["faces"][0]
     assert _iou(face["box"], faces.SAMPLE_FACE_BOX) > 0.5
@@ -59,7 +59,7 @@ def test_process_frame_agrees_with_predict_faces(model, photo_jpeg):
     import cv2
 
     image = cv2.cvtColor(cv2.imdecode(np.frombuffer(photo_jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    expected = faces.predict_faces(model, image)
+    expected = faces.predict_faces(model, image, detector=faces.resolve_detector(live=True))
     result = webcam.process_frame(photo_jpeg, model)
     assert [face["box"] for face in result["faces"]] == [list(p.box) for p in expected]
     assert [face["label"] for face in result["faces"]] == [p.label for p in expected]
@@ -153,7 +153,7 @@ def test_the_widget_answers_a_frame_message_and_counts(model, photo_jpeg):
     assert (view.frames, view.faces_found) == (2, 1)
     assert view.last_labels == []
     assert view.max_width == 320
-    assert view.detector == faces.resolve_detector()
+    assert view.detector == faces.resolve_detector(live=True)
 
 
 def test_a_bad_frame_is_reported_to_the_page_and_the_loop_goes_on(model):
