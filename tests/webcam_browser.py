@@ -76,7 +76,7 @@ def write_face_y4m(path: Path, count: int = 40) -> Path:
     return write_y4m(path, face_frames(count))
 
 
-def write_widget_notebook(path: Path, model_path: Path, detector: str = "auto", max_width: int = 480) -> Path:
+def write_widget_notebook(path: Path, model_path: Path, detector: str = "auto", max_width: int = 320) -> Path:
     """A notebook whose last cell shows the webcam widget for the model at `model_path`."""
     import nbformat
 

@@ -3,17 +3,23 @@
 // kernel has answered the previous one (or REPLY_TIMEOUT_MS has passed), so a slow kernel sets
 // the pace instead of piling up messages.
 //
+// The kernel smooths each face's probabilities over the frames (fer_utils.faces.LabelSmoother), so
+// labels do not flicker; beside the picture, the largest face's label and its seven probabilities.
+//
 // The root element carries data attributes for tests and curious users: data-state,
-// data-frames-sent, data-results, data-faces (in the last result), data-labels, data-fps, and the
+// data-frames-sent, data-results, data-faces (in the last result), data-labels, data-fps,
+// data-top-labels (the largest face's label in each of the last LABEL_HISTORY results), and the
 // kernel's counters data-kernel-frames and data-kernel-labels.
 
 const REPLY_TIMEOUT_MS = 10000;
 const FPS_WINDOW = 10; // frames per second over the last this many round trips
+const LABEL_HISTORY = 20;
 
 function render({ model, el }) {
   const root = document.createElement("div");
   root.className = "fer-webcam";
-  root.style.cssText = "font-family: sans-serif; font-size: 13px; display: inline-block;";
+  root.style.cssText = "font-family: sans-serif; font-size: 13px; display: inline-flex; gap: 12px; align-items: flex-start;";
+  const left = document.createElement("div");
   const stage = document.createElement("div");
   stage.style.cssText = "position: relative; display: inline-block; background: #111; min-width: 320px; min-height: 240px;";
   const video = document.createElement("video");
@@ -29,8 +35,44 @@ function render({ model, el }) {
   const button = document.createElement("button");
   const status = document.createElement("span");
   bar.append(button, status);
-  root.append(stage, bar);
+  left.append(stage, bar);
+  // The largest face's label and a bar per class.
+  const chart = document.createElement("div");
+  chart.style.cssText = "min-width: 190px;";
+  const topLabel = document.createElement("div");
+  topLabel.style.cssText = "font-size: 18px; font-weight: bold; margin-bottom: 6px;";
+  const bars = document.createElement("div");
+  chart.append(topLabel, bars);
+  root.append(left, chart);
   el.append(root);
+  let topLabels = [];
+
+  function showChart(faces) {
+    if (!faces.length) { topLabel.textContent = "no face"; bars.replaceChildren(); return; }
+    const face = faces.reduce((a, b) => (b.box[2] * b.box[3] > a.box[2] * a.box[3] ? b : a));
+    topLabel.textContent = `${face.label} ${Math.round(100 * face.confidence)}%`;
+    topLabels.push(face.label);
+    if (topLabels.length > LABEL_HISTORY) topLabels.shift();
+    root.dataset.topLabels = topLabels.join(",");
+    bars.replaceChildren(...Object.entries(face.probabilities).map(([name, p]) => {
+      const row = document.createElement("div");
+      row.style.cssText = "display: flex; align-items: center; gap: 6px; margin: 2px 0;";
+      const label = document.createElement("span");
+      label.style.cssText = "width: 62px;";
+      label.textContent = name;
+      const track = document.createElement("span");
+      track.style.cssText = "flex: 1; height: 10px; background: #eee; position: relative;";
+      const fill = document.createElement("span");
+      fill.style.cssText = `position: absolute; left: 0; top: 0; bottom: 0; width: ${Math.round(100 * p)}%; ` +
+        `background: ${name === face.label ? "rgb(40, 220, 90)" : "#999"};`;
+      track.append(fill);
+      const value = document.createElement("span");
+      value.style.cssText = "width: 34px; text-align: right;";
+      value.textContent = `${Math.round(100 * p)}%`;
+      row.append(label, track, value);
+      return row;
+    }));
+  }
 
   const capture = document.createElement("canvas"); // the downscaled frame sent to the kernel
   let stream = null;
@@ -144,6 +186,7 @@ function render({ model, el }) {
         labels: labels.join(","), fps: rate.toFixed(2),
       });
       drawOverlay();
+      showChart(reply.faces);
       status.textContent = `${rate.toFixed(1)} fps end to end · ${reply.faces.length} face(s)` +
         (labels.length ? `: ${labels.join(", ")}` : "") + ` · kernel ${Math.round(1000 * reply.seconds)} ms (${reply.detector})`;
       root.dataset.state = "running";
