@@ -284,12 +284,13 @@ def plot_pixel_histograms(split, title: str = "Pixel intensity per class"):
 
 
 def plot_image_rows(rows: Mapping[str, np.ndarray], title: str | None = None,
-                    value_range: tuple[float, float] | None = (0, 255), columns: int | None = None):
-    """One row of images per entry of `rows` (label -> (K, H, W) or (K, H, W, C)); `value_range` None
-    scales each image to its own range."""
+                    value_range: tuple[float, float] | None = (0, 255), columns: int | None = None,
+                    cell_inches: float = 1.3):
+    """One row of images per entry of `rows` (label -> (K, H, W) or (K, H, W, C)), each `cell_inches` wide;
+    `value_range` None scales each image to its own range."""
     labels = list(rows)
     columns = columns or max(len(images) for images in rows.values())
-    figure = _new_figure(1.3 * columns + 1.0, 1.4 * len(labels))
+    figure = _new_figure(cell_inches * columns + 1.0, cell_inches * 1.08 * len(labels))
     grid = figure.subplots(len(labels), columns, squeeze=False)
     for row, label in enumerate(labels):
         grid[row, 0].set_ylabel(label, rotation=0, ha="right", va="center")
