@@ -79,8 +79,11 @@ def plot_training_curves(history: pd.DataFrame, title: str | None = None):
                     axis.plot(epochs, rows_of_phase[name], marker="o", markersize=4, color=color, label=line_label)
             heading = f"phase {column + 1}: {phase}, {label.lower()}" if phase else f"{label} per epoch"
             _style_epoch_axis(axis, heading, label if column == 0 else "")
+            if (column or metric == "loss") and axis.get_legend():
+                axis.get_legend().remove()  # one legend, in the first panel
             if len(epochs) == 1:
                 axis.set_xlim(0.5, 1.5)
+                axis.set_xticks([1])
     if title:
         figure.suptitle(title)
     return figure
