@@ -1,7 +1,5 @@
 """The `python -m fer_utils` command line: `_add_<name>_parser` (arguments) and `_run_<name>` (the calls,
-importing Keras only there) per sub-command. `main` prints a user-fixable error (`ValueError`, `OSError`)
-on one line and exits 2.
-"""
+importing Keras only there) per sub-command; `main` prints a user-fixable error on one line and exits 2."""
 
 from __future__ import annotations
 
@@ -343,9 +341,6 @@ def _run_export(args):
 
 
 def _size_mb(path) -> float:
-    from pathlib import Path
-
-    path = Path(path)
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
     return sum(p.stat().st_size for p in files) / 1e6
 

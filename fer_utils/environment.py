@@ -60,11 +60,9 @@ def library_versions() -> dict:
     """The versions of Python and of the libraries that shape a run's results."""
     from fer_utils import backend
 
-    versions = {"python": platform.python_version()}
     # The framework Keras runs on, not every one that happens to be installed.
-    for package in ("fer-utils", "keras", backend.active_backend(), "numpy", "pandas", "scikit-learn"):
-        versions[package] = _installed_version(package)
-    return versions
+    packages = ("fer-utils", "keras", backend.active_backend(), "numpy", "pandas", "scikit-learn")
+    return {"python": platform.python_version(), **{package: _installed_version(package) for package in packages}}
 
 
 def _installed_version(name: str) -> str | None:

@@ -1,8 +1,5 @@
-"""Atomic file writes, the output rule of every command, JSON numbers and the cache folder.
-
-Each file is written to a hidden temporary name beside it, then renamed over it, so a reader or a killed
-process sees the old file or the complete new one. This module imports nothing from fer_utils.
-"""
+"""Atomic file writes (a reader or a killed process sees the old file or the complete new one), the output
+rule of every command, JSON numbers and the cache folder. This module imports nothing from fer_utils."""
 
 from __future__ import annotations
 
@@ -199,26 +196,23 @@ def is_temporary_name(name: str) -> bool:
     return name.startswith(".") and name.endswith((TEMPORARY_SUFFIX, TEMPORARY_SUFFIX + ".keras"))
 
 
-def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = 3600.0) -> int:
-    """Delete temporary files in `folder` left by killed writes; return the count. Files younger than
-    `older_than_s` may be another process's write in progress (0 when no write can be)."""
+def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = 3600.0) -> None:
+    """Delete temporary files in `folder` left by killed writes. Files younger than `older_than_s` may be
+    another process's write in progress (0 when no write can be)."""
     folder = Path(folder)
     if not folder.is_dir():
-        return 0
-    removed, now = 0, time.time()
+        return
+    now = time.time()
     for entry in os.scandir(folder):
         if not (entry.is_file(follow_symlinks=False) and is_temporary_name(entry.name)):
             continue
         with contextlib.suppress(OSError):
             if now - entry.stat().st_mtime >= older_than_s:
                 os.unlink(entry.path)
-                removed += 1
-    return removed
 
 
 def default_cache_dir() -> Path:
-    """The cache folder of decoded arrays and the demo dataset: `$FER_CACHE_DIR`, else
-    `$XDG_CACHE_HOME/fer_utils`, else `~/.cache/fer_utils`."""
+    """The cache folder: `$FER_CACHE_DIR`, else `$XDG_CACHE_HOME/fer_utils`, else `~/.cache/fer_utils`."""
     if os.environ.get(CACHE_VARIABLE):
         return Path(os.environ[CACHE_VARIABLE])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"

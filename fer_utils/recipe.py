@@ -63,8 +63,7 @@ def check_settings(settings: Settings) -> None:
     for name, valid, expected in rules:
         value = getattr(settings, name)
         if not valid or (isinstance(value, float) and not math.isfinite(value)):
-            flag = "--epochs" if name == "epochs" else "--" + name.replace("_", "-")
-            raise ValueError(f"{name} ({flag}) must be {expected}, got {value}.")
+            raise ValueError(f"{name} (--{name.replace('_', '-')}) must be {expected}, got {value}.")
     if spec.pretrained and settings.epochs:
         raise ValueError(f"{spec.name} trains in two phases: set --epochs-head and --epochs-finetune, not --epochs.")
     if not spec.pretrained and (settings.epochs_head or settings.epochs_finetune or not settings.epochs):
@@ -173,6 +172,5 @@ def train(data, settings: Settings, run_dir, progress: bool = True, cache: bool 
 
 
 def _space_needed(model) -> int:
-    """Bytes a run writes at most: model.keras, final.npz per phase, best.weights.h5 and Keras's backup
-    (both with the optimizer's two moments): about 8 copies of the float32 weights."""
+    """Bytes a run writes at most: about 8 copies of the float32 weights (checkpoints, optimizer moments)."""
     return 8 * 4 * model.count_params()

@@ -1,9 +1,5 @@
-"""The helpers of the training recipe that notebooks 03 and 04 show as Keras cells: what a reader
-would otherwise copy and paste (splits, run folder, Keras callbacks and resume, cached features,
-unfreezing, schedule, saving). `fer_utils.recipe.train` calls them in the notebooks' order.
-
-RUN_DIR/backup/<phase>/ holds a phase's state: Keras's backup, best.weights.h5, history.csv, and
-once the phase is finished final.npz and done.json.
+"""The helpers of the training recipe that notebooks 03 and 04 show as Keras cells (what a reader would
+otherwise copy and paste); `fer_utils.recipe.train` calls them in the notebooks' order.
 """
 
 from __future__ import annotations
@@ -11,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -139,11 +134,8 @@ def one_hot(split) -> np.ndarray:
 
 # --- The run folder and its phases ---
 def start_run(run_dir, settings: Settings, training_data: TrainingData, overwrite: bool = False) -> Path:
-    """Claim `run_dir` for this run (an unfinished one with the same settings and data resumes) and return it.
-
-    Other settings or data once an epoch has run, someone else's files, or another run's model are
-    refused with what to do; `overwrite` discards what training wrote there (only that).
-    """
+    """Claim `run_dir` for this run (an unfinished one with the same settings and data resumes) and return it;
+    `overwrite` discards what training wrote there (only that)."""
     run_dir = Path(run_dir)
     runs.check_run_folder(run_dir, recognise=holds_run_state)
     state_path = run_dir / BACKUP_DIR / RUN_STATE
@@ -174,7 +166,8 @@ def start_run(run_dir, settings: Settings, training_data: TrainingData, overwrit
     return run_dir
 
 
-# What training writes in RUN_DIR/backup/<phase>/; `--overwrite` deletes these and nothing else.
+# What training writes in RUN_DIR/backup/<phase>/ (final.npz and done.json once the phase is finished);
+# `--overwrite` deletes these and nothing else.
 PHASE_FILES = ("keras_backup", "best.weights.h5", "history.csv", "final.npz", "done.json", "fit_done")
 
 
@@ -310,9 +303,7 @@ def finish_phase(model, run_dir, phase: str, trained=None, fallback: str | None 
         "seconds": round(float(history["seconds"].sum()), 1) if len(history) else 0.0,
         "trainable_params": models.trainable_summary(trained or model)["trainable"],
     }
-    buffer = io.BytesIO()
-    np.savez(buffer, *model.get_weights())
-    files.atomic_write_bytes(folder / "final.npz", buffer.getvalue())
+    files.atomic_write(folder / "final.npz", lambda stream: np.savez(stream, *model.get_weights()))
     files.atomic_write_json(folder / "done.json", record)  # last: the phase counts as done only now
     return record
 
@@ -352,8 +343,7 @@ def head_model(model):
 
 
 def unfreeze_top(backbone, prefixes) -> int:
-    """Unfreeze the layers of `backbone` whose names start with one of `prefixes` (its top block,
-    e.g. ("block5",) for VGG16); BatchNormalization layers stay frozen. Returns how many have weights."""
+    """Unfreeze `backbone`'s layers whose names start with `prefixes`, BatchNorm aside; count those with weights."""
     prefixes = tuple(prefixes)
     backbone.trainable = True
     for layer in backbone.layers:
