@@ -97,11 +97,9 @@ def select_backend(backend: str | None) -> str:
     if "keras" in sys.modules:
         running = active_backend()
         if running != backend:
-            raise RuntimeError(
-                f"Keras is already running on {running} in this process, so it cannot switch to {backend}. "
-                f"Restart the kernel and run the notebook from the top (the backend is chosen before Keras "
-                f"is imported), or set BACKEND = '{running}'."
-            )
+            raise RuntimeError(f"Keras is already running on {running} in this process, so it cannot switch to "
+                               f"{backend}. Restart the kernel and run the notebook from the top (the backend is "
+                               f"chosen before Keras is imported), or set BACKEND = '{running}'.")
         return backend
     if importlib.util.find_spec(backend) is None:
         raise ValueError(f"The Keras backend '{backend}' needs the {backend} package: pip install {backend}")
@@ -133,8 +131,7 @@ def gpu_names() -> list[str]:
 
 
 def enable_op_determinism() -> None:
-    """Same seed, same result, where the backend offers it (JAX's CPU ops already are); for the CPU,
-    as on GPUs some kernels have no deterministic version."""
+    """Same seed, same result, where the backend offers it (JAX's CPU ops already are)."""
     backend = active_backend()
     if backend == "torch":
         import torch
@@ -148,9 +145,8 @@ def enable_op_determinism() -> None:
 
 # --- Gradients (Grad-CAM) -------------------------------------------------------------------------
 def class_score_gradients(feature_model, score_fn, inputs, class_indices=None):
-    """Feature maps of `feature_model` (returning `(feature_maps, features)`) and the gradient, with
-    respect to them, of each image's `score_fn(features)` score for `class_indices[i]` (default: its
-    top class). Returns numpy arrays `(feature_maps, gradients, class_indices)` (Grad-CAM)."""
+    """Grad-CAM's numpy `(feature_maps, gradients, class_indices)`: the gradient, with respect to the maps, of each
+    image's `score_fn(features)` score for `class_indices[i]` (default: its top class)."""
     gradients = {"jax": _jax_class_score_gradients, "torch": _torch_class_score_gradients}.get(
         active_backend(), _tensorflow_class_score_gradients)
     return gradients(feature_model, score_fn, inputs, class_indices)

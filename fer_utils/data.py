@@ -1,8 +1,5 @@
 """FER2013 data: load (msambare folders or fer2013.csv) as `Split`s, cache, split, summarise and discover.
-
-Decoded arrays are cached as `.npz` under a hash of the file list (names, sizes, modification
-times), so a changed dataset is never served stale. No TensorFlow or Keras is imported here.
-"""
+No TensorFlow or Keras is imported here."""
 
 from __future__ import annotations
 
@@ -37,8 +34,7 @@ MAX_PIXELS = 50_000_000  # per photo, video frame or dataset image: a 50-megapix
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Split:
-    """Labelled faces: `images` uint8 (N, 48, 48, 1), `labels` int64 (N,) indexing `class_names`;
-    `source` says where they came from (a folder, or a csv file and usage)."""
+    """Labelled faces: uint8 `images` (N, 48, 48, 1), int64 `labels` (N,) into `class_names`, their `source`."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -106,6 +102,7 @@ def _cached(cache, key: str, decode, keys=("images", "labels"), labels=None) -> 
     return arrays
 
 
+# Cache keys hash the file list (names, sizes, modification times): a changed dataset is never served stale.
 def _hash(entries) -> str:
     digest = hashlib.sha256(_CACHE_FORMAT.encode())
     for entry in entries:
@@ -257,8 +254,7 @@ def load_split(path: str | os.PathLike, cache=True, progress: bool = True) -> Sp
 
 # --- fer2013.csv ----------------------------------------------------------------------------------
 def load_csv(path: str | os.PathLike, cache=True, progress: bool = True) -> dict[str, Split]:
-    """Load `fer2013.csv` as `train`, `public_test`, `private_test` and `test` (PublicTest then PrivateTest, as
-    in the msambare `test/`), each when it has rows."""
+    """Load `fer2013.csv` as `train`, `public_test`, `private_test` and `test` (both), each when it has rows."""
     csv_path = _existing_path(path)
     stat = csv_path.stat()
     key = "csv-" + _hash([str(csv_path.resolve()), stat.st_size, stat.st_mtime_ns])
@@ -334,8 +330,7 @@ def _existing_path(path) -> Path:
 
 
 def load_dataset(path: str | os.PathLike, cache=True, progress: bool = True) -> dict[str, Split]:
-    """Load every split of a dataset: `ROOT/{train,val,test}/<class>/*` (any subset of the splits), a
-    single split folder `DIR/<class>/*` (keyed by its name), or `fer2013.csv` (see `load_csv`)."""
+    """Load every split of a dataset root, of a single split folder (keyed by its name) or of `fer2013.csv`."""
     path = _existing_path(path)
     if path.is_file():
         if path.suffix.lower() != ".csv":
@@ -352,8 +347,7 @@ def load_dataset(path: str | os.PathLike, cache=True, progress: bool = True) -> 
 
 
 def test_usages(path: str | os.PathLike) -> np.ndarray | None:
-    """Which FER2013 test set ("public_test" / "private_test") each image of `load_labelled(path, "test")` is
-    from, where the csv or the file names (Kaggle's msambare copy) say so; None otherwise."""
+    """Which FER2013 test set each image of `load_labelled(path, "test")` is from, where known; else None."""
     path = _existing_path(path)
     if path.is_file():
         splits = load_csv(path, progress=False)
@@ -372,8 +366,7 @@ def test_usages(path: str | os.PathLike) -> np.ndarray | None:
 
 
 def load_labelled(path: str | os.PathLike, split: str = "test", cache=True, progress: bool = True) -> Split:
-    """Load one labelled split: `split` of a dataset root (or csv), or the whole of a single split folder;
-    "private_test" and "public_test" also work where `test_usages` knows them."""
+    """Load `split` of a dataset root or csv ("private_test" too, where known), or a whole split folder."""
     path = _existing_path(path)
     if path.is_dir():
         splits = _split_folders(path)
@@ -396,8 +389,7 @@ def load_labelled(path: str | os.PathLike, split: str = "test", cache=True, prog
 
 # --- Splits, weights and summaries ----------------------------------------------------------------
 def train_val_split(split: Split, val_fraction: float = 0.1, seed: int = 42) -> tuple[Split, Split]:
-    """Carve a stratified, seeded validation split out of a training split (the test split is never involved);
-    each class gives `round(val_fraction * count)` images, at least one when it has two. Returns (train, val)."""
+    """Carve a stratified, seeded validation split out of a training split; return (train, val)."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}.")
     rng = np.random.default_rng(seed)

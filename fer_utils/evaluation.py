@@ -1,8 +1,4 @@
-"""Scoring a model (or an ensemble) on a labelled split: `evaluate_model` and its `EvaluationResult`.
-
-Class names are matched by name: a model whose outputs are the data's classes in another order has its
-columns reordered; other classes are a ValueError.
-"""
+"""Scoring a model (or an ensemble) on a labelled split: `evaluate_model` and its `EvaluationResult`."""
 
 from __future__ import annotations
 
@@ -67,8 +63,7 @@ class EvaluationResult:
 
 def evaluate_proba(y_true, proba, class_names: Sequence[str], name: str = "model", n_boot: int = 1000,
                    seed: int = 0, **extra) -> EvaluationResult:
-    """Score a probability matrix against labels (both in `class_names` order). `extra` fills the optional
-    fields of EvaluationResult; `n_boot=0` computes no confidence intervals."""
+    """Score a probability matrix against labels (both in `class_names` order); `n_boot=0`: no intervals."""
     labels = _as_labels(y_true)
     proba = _as_proba(proba, labels.shape[0])
     class_names = tuple(str(name_) for name_ in class_names)
@@ -78,15 +73,9 @@ def evaluate_proba(y_true, proba, class_names: Sequence[str], name: str = "model
         intervals = {metric: bootstrap_ci(labels, predictions, metric, n_boot=n_boot, seed=seed,
                                           num_classes=len(class_names)) for metric in ("accuracy", "macro_f1")}
     return EvaluationResult(
-        name=str(name),
-        class_names=class_names,
-        y_true=labels,
-        proba=proba,
-        metrics=compute_metrics(labels, proba, class_names),
-        per_class=per_class_table(labels, predictions, class_names),
-        confusion=confusion(labels, predictions, len(class_names)),
-        confidence_intervals=intervals,
-        **extra,
+        name=str(name), class_names=class_names, y_true=labels, proba=proba, confidence_intervals=intervals,
+        metrics=compute_metrics(labels, proba, class_names), confusion=confusion(labels, predictions, len(class_names)),
+        per_class=per_class_table(labels, predictions, class_names), **extra,
     )
 
 
@@ -127,10 +116,8 @@ def ensemble_result(results: Sequence[EvaluationResult], name: str = "ensemble",
     first = results[0]
     for result in results[1:]:
         if result.class_names != first.class_names or not np.array_equal(result.y_true, first.y_true):
-            raise ValueError(
-                f"'{result.name}' and '{first.name}' were evaluated on different data (labels or class order "
-                "differ); an ensemble needs every member evaluated on the same split."
-            )
+            raise ValueError(f"'{result.name}' and '{first.name}' were evaluated on different data (labels or "
+                             "class order differ); an ensemble needs every member evaluated on the same split.")
 
     def total(values):
         return sum(values) if all(value is not None for value in values) else None

@@ -24,11 +24,8 @@ FORMATS = ("onnx", "litert", "saved_model")
 SUFFIXES = {"onnx": ".onnx", "litert": ".tflite", "saved_model": None}  # None: a folder
 # (import name, pip name) of what writing each format needs beyond TensorFlow, and of its runtime.
 _CONVERTERS = {"onnx": (("tf2onnx", "tf2onnx"), ("onnx", "onnx")), "litert": (), "saved_model": ()}
-_RUNTIMES = {
-    "onnx": (("onnxruntime", "onnxruntime"),),
-    "litert": (("ai_edge_litert", "ai-edge-litert"),),
-    "saved_model": (("tensorflow", "tensorflow"),),
-}
+_RUNTIMES = {"onnx": (("onnxruntime", "onnxruntime"),), "litert": (("ai_edge_litert", "ai-edge-litert"),),
+             "saved_model": (("tensorflow", "tensorflow"),)}
 EXTRA_INSTALL = 'pip install -e ".[export]"'
 
 
@@ -44,10 +41,8 @@ def require_packages(format: str, purpose: str = "export") -> None:
     missing = [pip for module, pip in table[_check_format(format)] if importlib.util.find_spec(module) is None]
     if missing:
         verb = "Exporting to" if purpose == "export" else "Running an export in"
-        raise ValueError(
-            f"{verb} {format} needs {', '.join(missing)}, which is not installed. "
-            f"Install it with `pip install {' '.join(missing)}` (or the project's export extra: `{EXTRA_INSTALL}`)."
-        )
+        raise ValueError(f"{verb} {format} needs {', '.join(missing)}, which is not installed. Install it with "
+                         f"`pip install {' '.join(missing)}` (or the project's export extra: `{EXTRA_INSTALL}`).")
 
 
 def _check_backend(format: str) -> None:
@@ -55,15 +50,13 @@ def _check_backend(format: str) -> None:
     import keras
 
     if keras.config.backend() != "tensorflow":
-        raise ValueError(
-            f"Exporting to {format} runs on Keras's TensorFlow backend, and this process runs {keras.config.backend()}. "
-            "The model loads there unchanged: python -m fer_utils --backend tensorflow export MODEL ..."
-        )
+        raise ValueError(f"Exporting to {format} runs on Keras's TensorFlow backend, and this process runs "
+                         f"{keras.config.backend()}. The model loads there unchanged: python -m fer_utils --backend "
+                         "tensorflow export MODEL ...")
 
 
 def check_export_path(path: str | os.PathLike, format: str, overwrite: bool = False) -> Path:
-    """`path` as a Path when `format` can be written there (a file with its suffix, or a folder for
-    `saved_model`) under the output rule, `files.check_output`."""
+    """`path` as a Path when `format` can be written there: its suffix, the output rule (`files.check_output`)."""
     path = Path(path).expanduser()
     suffix = SUFFIXES[_check_format(format)]
     if suffix is not None and path.suffix.lower() != suffix:
@@ -72,8 +65,7 @@ def check_export_path(path: str | os.PathLike, format: str, overwrite: bool = Fa
 
 
 def export_model(model, path: str | os.PathLike, format: str, overwrite: bool = False) -> Path:
-    """Write the Keras `model` to `path` in `format` (one of `FORMATS`) under a temporary name, renamed when
-    complete, and return the path."""
+    """Write the Keras `model` to `path` in `format` (one of `FORMATS`), atomically; return the path."""
     import keras
 
     path = check_export_path(path, format, overwrite)

@@ -1,7 +1,4 @@
-"""Metrics of (N, K) class probabilities (or predicted class indices) against (N,) integer labels.
-
-Pure numpy and pandas, no model. Inputs are checked; a ValueError says what is wrong.
-"""
+"""Metrics of (N, K) class probabilities (or predicted class indices) against (N,) integer labels."""
 
 from __future__ import annotations
 
@@ -53,15 +50,12 @@ def _num_classes(y_pred, labels: np.ndarray, predictions: np.ndarray) -> int:
 
 def _check_label_range(labels: np.ndarray, num_classes: int, name: str) -> None:
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"{name} holds class indices outside 0..{num_classes - 1} "
-            f"(found {labels.min()}..{labels.max()}); check the class names and the labels."
-        )
+        raise ValueError(f"{name} holds class indices outside 0..{num_classes - 1} (found {labels.min()}.."
+                         f"{labels.max()}); check the class names and the labels.")
 
 
 def confusion(y_true, y_pred, num_classes: int | None = None, normalize: str | None = None) -> np.ndarray:
-    """The confusion matrix (rows true, columns predicted); `y_pred` may be indices or probabilities.
-    `normalize="true"` divides each row by its count (an absent class gets a row of zeros)."""
+    """The confusion matrix, rows true, columns predicted (`normalize="true"`: each row over its count)."""
     labels = _as_labels(y_true)
     predictions = _as_predictions(y_pred, labels.shape[0])
     num_classes = num_classes or _num_classes(y_pred, labels, predictions)
@@ -125,9 +119,8 @@ def compute_metrics(y_true, proba, class_names: Sequence[str] | None = None, n_b
     proba = _as_proba(proba, labels.shape[0])
     num_classes = proba.shape[1]
     if class_names is not None and len(class_names) != num_classes:
-        raise ValueError(
-            f"proba has {num_classes} columns but {len(class_names)} class names were given: {list(class_names)}."
-        )
+        raise ValueError(f"proba has {num_classes} columns but {len(class_names)} class names were given: "
+                         f"{list(class_names)}.")
     _check_label_range(labels, num_classes, "y_true")
     n = int(labels.shape[0])
     if n == 0:
@@ -151,38 +144,27 @@ def compute_metrics(y_true, proba, class_names: Sequence[str] | None = None, n_b
 
 
 def per_class_table(y_true, y_pred, class_names: Sequence[str]) -> pd.DataFrame:
-    """Per-class precision, recall, F1 and support by class name (an undefined score is 0, as scikit-learn's
-    `zero_division=0`); `y_pred` may be class indices or probabilities."""
+    """Per-class precision, recall, F1 (0 where undefined, as in scikit-learn) and support by class name."""
     labels = _as_labels(y_true)
     scores = _scores_from_confusion(confusion(labels, _as_predictions(y_pred, labels.shape[0]), len(class_names)))
-    return pd.DataFrame(
-        {
-            "precision": np.nan_to_num(scores["precision"]),
-            "recall": np.nan_to_num(scores["recall"]),
-            "f1": np.nan_to_num(scores["f1"]),
-            "support": scores["support"].astype(np.int64),
-        },
-        index=pd.Index(list(class_names), name="class"),
-    )
+    columns = {key: np.nan_to_num(scores[key]) for key in ("precision", "recall", "f1")}
+    columns["support"] = scores["support"].astype(np.int64)
+    return pd.DataFrame(columns, index=pd.Index(list(class_names), name="class"))
 
 
 def align_class_names(proba, model_class_names: Sequence[str], data_class_names: Sequence[str]) -> np.ndarray:
-    """Reorder probability columns from the model's class order to the data's, by name; different class sets
-    are a ValueError naming both lists."""
+    """Reorder probability columns from the model's class order to the data's, matching the names."""
     proba = np.asarray(proba)
     model_class_names = [str(name) for name in model_class_names]
     data_class_names = [str(name) for name in data_class_names]
     if proba.ndim != 2 or proba.shape[1] != len(model_class_names):
-        raise ValueError(
-            f"The model returns {proba.shape[-1] if proba.ndim else 0} probabilities per image but names "
-            f"{len(model_class_names)} classes ({model_class_names}); its class_names.json does not match it."
-        )
+        raise ValueError(f"The model returns {proba.shape[-1] if proba.ndim else 0} probabilities per image but "
+                         f"names {len(model_class_names)} classes ({model_class_names}); its class_names.json does "
+                         "not match it.")
     if len(set(model_class_names)) != len(model_class_names):
         raise ValueError(f"The model's class names contain duplicates: {model_class_names}.")
     if sorted(model_class_names) != sorted(data_class_names):
-        raise ValueError(
-            "The model's classes do not match the data's classes, so its outputs cannot be compared "
-            f"with the labels. Model: {model_class_names}; data: {data_class_names}. Evaluate the model "
-            "on data with the classes it was trained on."
-        )
+        raise ValueError("The model's classes do not match the data's classes, so its outputs cannot be compared "
+                         f"with the labels. Model: {model_class_names}; data: {data_class_names}. Evaluate the "
+                         "model on data with the classes it was trained on.")
     return proba[:, [model_class_names.index(name) for name in data_class_names]]

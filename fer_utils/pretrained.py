@@ -1,9 +1,7 @@
-"""The compact FER2013 model that ships inside the package: `load_pretrained()`.
+"""The compact FER2013 model that ships inside the package (made by `tools/shipped_model/`): `load_pretrained()`.
 
-`fer_utils/pretrained_model/` holds `model.json` (the `build_arguments` of one network, or of each of
-its ensemble `members`, whose probabilities are averaged; class order; measured figures), `weights.npz`
-(`arr_<i>` in the model's variable order: float16, or int8 with a float32 per-channel `scale_<i>`, so
-two networks fit the package's 4 MiB) and `MODEL_CARD.md`. `tools/shipped_model/` is how it was made.
+`pretrained_model/` holds `model.json` (the `build_arguments` of one network or of each ensemble member, whose
+probabilities are averaged; class order; measured figures), `weights.npz` and `MODEL_CARD.md`.
 """
 
 from __future__ import annotations
@@ -24,11 +22,9 @@ def model_dir() -> Path:
     """The folder of the shipped model; FileNotFoundError (with the fix) when the install lacks it."""
     for name in (DESCRIPTION_FILE, WEIGHTS_FILE):
         if not (MODEL_DIR / name).is_file():
-            raise FileNotFoundError(
-                f"The shipped model file '{MODEL_DIR / name}' is missing, so this fer_utils install cannot "
-                "predict without a run of your own. Reinstall fer_utils (pip install --force-reinstall "
-                "fer-utils), or pass --model RUN_DIR."
-            )
+            raise FileNotFoundError(f"The shipped model file '{MODEL_DIR / name}' is missing, so this fer_utils "
+                                    "install cannot predict without a run of your own. Reinstall fer_utils (pip "
+                                    "install --force-reinstall fer-utils), or pass --model RUN_DIR.")
     return MODEL_DIR
 
 
@@ -38,14 +34,12 @@ def description() -> dict:
 
 
 def load_pretrained():
-    """The shipped FER2013 model as a `keras.Model`: raw 48x48x1 pixels (0..255) in, the probabilities of
-    `fer_utils.CLASS_NAMES` out."""
+    """The shipped FER2013 model as a `keras.Model`: raw 48x48x1 pixels (0..255) in, probabilities out."""
     return _build(description())
 
 
 def load_run():
-    """The shipped model as a `runs.Run` (what `loading.load_model("builtin")` returns), its config holding
-    the keys run-folder readers look for, so evaluation and reports describe it like a run."""
+    """The shipped model as a `runs.Run`, its config holding the keys run-folder readers look for."""
     from fer_utils.runs import Run
 
     info = description()
@@ -84,17 +78,19 @@ def _build(info: dict):
     else:
         inputs = keras.Input(shape=networks[0].input_shape[1:], name="image")
         # Each member renamed, so the ensemble's layer names are unique; their layers are shared, not copied.
-        outputs = [
-            keras.Model(network.input, network.output, name=f"member_{index + 1}")(inputs)
-            for index, network in enumerate(networks)
-        ]
+        outputs = [keras.Model(network.input, network.output, name=f"member_{index + 1}")(inputs)
+                   for index, network in enumerate(networks)]
         model = keras.Model(inputs, keras.layers.Average(name="predictions")(outputs), name="builtin_ensemble")
     model.set_weights(read_weights(model_dir() / WEIGHTS_FILE, model))
     return model
 
 
 def read_weights(path: Path, model) -> list[np.ndarray]:
-    """The stored arrays, each cast to the dtype of the model variable it fills (int8 ones rescaled)."""
+    """The stored arrays, each cast to the dtype of the model variable it fills.
+
+    `arr_<i>` in the model's variable order: float16, or int8 with a float32 per-channel `scale_<i>` (so two
+    networks fit the package's 4 MiB).
+    """
     with np.load(path, allow_pickle=False) as stored:
         count = sum(name.startswith("arr_") for name in stored.files)
         arrays = [
@@ -104,8 +100,6 @@ def read_weights(path: Path, model) -> list[np.ndarray]:
         ]
     variables = model.weights
     if len(arrays) != len(variables):
-        raise ValueError(
-            f"'{path}' holds {len(arrays)} arrays but the model built from {DESCRIPTION_FILE} has "
-            f"{len(variables)} variables: the two files do not belong together. Reinstall fer_utils."
-        )
+        raise ValueError(f"'{path}' holds {len(arrays)} arrays but the model built from {DESCRIPTION_FILE} has "
+                         f"{len(variables)} variables: the two files do not belong together. Reinstall fer_utils.")
     return [array.astype(variable.dtype) for array, variable in zip(arrays, variables)]

@@ -1,8 +1,5 @@
-"""Progress bars that do not look like errors.
-
-In a Jupyter kernel the bars go to stdout: the stderr stream is drawn as a red box, which a reader
-takes for a failure. In a terminal they go to stderr as usual, so piped stdout stays clean.
-"""
+"""Progress bars that do not look like errors: on stdout in a Jupyter kernel, which draws stderr as a red
+box, and on stderr in a terminal, so piped stdout stays clean."""
 
 from __future__ import annotations
 

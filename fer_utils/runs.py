@@ -1,8 +1,5 @@
 """Run folders: where a trained model and its provenance live on disk (loaded by `loading.load_model`).
-
-Files are written atomically, so a killed run never leaves a truncated file. Every file read back is
-checked; a damaged one raises a ValueError naming the file and the field.
-"""
+Every file read back is checked; a damaged one raises a ValueError naming the file and the field."""
 
 from __future__ import annotations
 
@@ -86,10 +83,8 @@ def best_run(root: str | os.PathLike, metric: str = "accuracy") -> Path:
         if _is_number(value):
             candidates.append((float(value), run_dir.name, run_dir))
     if not candidates:
-        raise FileNotFoundError(
-            f"No finished run with a validation '{metric}' in '{root}'. Train one first "
-            "(notebooks 03/04, or `python -m fer_utils train --out DIR`)."
-        )
+        raise FileNotFoundError(f"No finished run with a validation '{metric}' in '{root}'. Train one first "
+                                "(notebooks 03/04, or `python -m fer_utils train --out DIR`).")
     return max(candidates)[2]
 
 
@@ -144,10 +139,8 @@ def load_history(run_dir: str | os.PathLike):
         for row, (raw, value) in enumerate(zip(history[column], values), start=2):
             # An empty cell is a value that was not measured.
             if not pd.isna(raw) and (pd.isna(value) or not low <= value <= high):
-                raise ValueError(
-                    f"'{path}' row {row}, column '{column}': {raw!r} is not a number in [{low:g}, {high:g}]. "
-                    f"{_FIX_RUN_FILE}"
-                )
+                raise ValueError(f"'{path}' row {row}, column '{column}': {raw!r} is not a number in "
+                                 f"[{low:g}, {high:g}]. {_FIX_RUN_FILE}")
     return history
 
 
@@ -213,10 +206,8 @@ def first_line(error: BaseException) -> str:
 def _check_class_names(path: Path, names, field: str | None = None) -> list[str]:
     where = f"'{path}'" + (f", field '{field}'," if field else "")
     if not isinstance(names, list) or not names or not all(isinstance(name, str) and name.strip() for name in names):
-        raise ValueError(
-            f"{where} must be a list of class names (non-empty strings) in the model's output order, got "
-            f"{_short(names)}. {_FIX_RUN_FILE}"
-        )
+        raise ValueError(f"{where} must be a list of class names (non-empty strings) in the model's output order, "
+                         f"got {_short(names)}. {_FIX_RUN_FILE}")
     if len(set(names)) != len(names):
         raise ValueError(f"{where} lists a class twice: {names}. {_FIX_RUN_FILE}")
     return names

@@ -80,10 +80,7 @@ def holm_adjust(p_values) -> np.ndarray:
 
 def chance_test(y_true, y_pred, num_classes: int | None = None) -> dict:
     """Do predictions beat the chance level of their own class frequencies (one-sided exact binomial test)?
-
-    Predicting class c with frequency q_c regardless of the input scores sum_c q_c * pi_c on labels with
-    class frequencies pi_c: that is the chance level, so a collapsed model (always one class) never passes.
-    """
+    Predicting class c at rate q_c blindly scores sum_c q_c * pi_c, so a one-class model never passes."""
     from scipy.stats import binomtest
 
     labels = _as_labels(y_true)
@@ -94,10 +91,6 @@ def chance_test(y_true, y_pred, num_classes: int | None = None) -> dict:
     count = labels.size
     correct = int((labels == predictions).sum())
     chance = float(min(1.0, np.bincount(predictions, minlength=classes) @ np.bincount(labels, minlength=classes) / count**2))
-    return {
-        "n": int(count),
-        "correct": correct,
-        "accuracy": correct / count,
-        "chance_accuracy": chance,
-        "p_value": float(binomtest(correct, count, chance, alternative="greater").pvalue),
-    }
+    p_value = float(binomtest(correct, count, chance, alternative="greater").pvalue)
+    return {"n": int(count), "correct": correct, "accuracy": correct / count, "chance_accuracy": chance,
+            "p_value": p_value}
