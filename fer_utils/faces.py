@@ -202,7 +202,7 @@ def _blazeface_path() -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_blazeface():
     """The BlazeFace network (OpenCV DNN, once per process) and its anchor centres, (x, y) in 0..1."""
     import cv2

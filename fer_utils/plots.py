@@ -293,7 +293,8 @@ def plot_image_rows(rows: Mapping[str, np.ndarray], title: str | None = None,
     `value_range` None scales each image to its own range."""
     labels = list(rows)
     columns = columns or max(len(images) for images in rows.values())
-    figure = _new_figure(cell_inches * columns + 1.0, cell_inches * 1.08 * len(labels))
+    first = np.asarray(next(iter(rows.values()))[0])
+    figure = _new_figure(cell_inches * columns + 1.0, (cell_inches * first.shape[0] / first.shape[1] + 0.1) * len(labels))
     grid = figure.subplots(len(labels), columns, squeeze=False)
     for row, label in enumerate(labels):
         grid[row, 0].set_ylabel(label, rotation=0, ha="right", va="center")

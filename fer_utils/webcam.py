@@ -61,7 +61,7 @@ def process_frame(jpeg_bytes: bytes, model, class_names=None, detector: str = "a
 def unavailable_reason() -> str | None:
     """Why the live webcam cannot run in this process, or None when it can."""
     if environment.smoke_mode():
-        return f"{environment.SMOKE_VARIABLE} is set (a headless run has no camera and no browser)"
+        return f"{environment.SMOKE_VARIABLE} is set (a headless run has no camera)"
     if environment.platform_name() == "kaggle":
         return "Kaggle notebooks have no access to your camera"
     if importlib.util.find_spec("anywidget") is None:
@@ -145,7 +145,7 @@ def live_view(model, class_names=None, detector: str = "auto", min_size: int = 4
     it cannot run (Kaggle, FER_SMOKE, no anywidget, outside Jupyter) and return None."""
     reason = unavailable_reason()
     if reason is not None:
-        print(f"Live webcam unavailable: {reason}; use a video file (video.run_video) or a photo instead.")
+        print(f"Live webcam unavailable: {reason}; use a video file or a photo instead.")
         return None
     if environment.platform_name() == "colab":  # Colab renders third-party widgets only with this on
         from google.colab import output

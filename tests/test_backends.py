@@ -137,6 +137,8 @@ PREDICT_SAVED_MODEL = """
     import sys
     import numpy as np
     import keras
+    from fer_utils.augmentation import random_affine_class
+    random_affine_class()  # registers the project's one custom layer (augmentation), as loading.load_model does
     model = keras.models.load_model(sys.argv[1], compile=False)
     np.save(sys.argv[3], keras.ops.convert_to_numpy(model(np.load(sys.argv[2]), training=False)))
     print(keras.config.backend())
