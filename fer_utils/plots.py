@@ -36,21 +36,6 @@ def save_figure(figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def _epoch_axis(history: pd.DataFrame) -> np.ndarray:
-    # A history whose epoch numbers restart in each phase is drawn end to end: 1, 2, 3, ... per row.
-    if "epoch" in history and len(history) and np.all(np.diff(history["epoch"].to_numpy()) > 0):
-        return history["epoch"].to_numpy()
-    return np.arange(1, len(history) + 1)
-
-
-def _phase_boundaries(history: pd.DataFrame, epochs: np.ndarray) -> list[tuple[float, str]]:
-    """(x position, name of the new phase) for every change of the `phase` column."""
-    if "phase" not in history or len(history) < 2:
-        return []
-    phases = history["phase"].astype(str).to_numpy()
-    return [((epochs[i - 1] + epochs[i]) / 2.0, phases[i]) for i in np.flatnonzero(phases[1:] != phases[:-1]) + 1]
-
-
 def _style_epoch_axis(axis, title: str, ylabel: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
@@ -63,25 +48,30 @@ def _style_epoch_axis(axis, title: str, ylabel: str) -> None:
         axis.legend()
 
 
-def plot_training_curves(history: pd.DataFrame, title: str | None = None):
-    """Accuracy (top) and loss (bottom) per epoch from a run's history.csv, training vs validation (missing
-    columns skipped), one column per phase with its own epoch axis, so a short fine-tuning phase gets room."""
-    phases = list(dict.fromkeys(history["phase"].astype(str))) if "phase" in history else [""]
-    rows = [history[history["phase"].astype(str) == phase] if phase else history for phase in phases]
-    widths = [max(len(rows[index]), 0.3 * len(history), 1) for index in range(len(phases))]  # a 1-epoch phase stays visible
+def _phase_figure(lines, title: str | None):
+    """Accuracy (top) and loss (bottom) per epoch, one column per training phase with its own epoch axis, so a
+    short fine-tuning phase gets room of its own. `lines`: (label, history, "" or "val_", color) per curve."""
+    def phase_of(history):
+        return history["phase"].astype(str) if "phase" in history else pd.Series("", index=history.index)
+
+    phases = list(dict.fromkeys(phase for _, history, _, _ in lines for phase in phase_of(history)))
+    lengths = [max(int((phase_of(history) == phase).sum()) for _, history, _, _ in lines) for phase in phases]
+    widths = [max(length, 0.3 * sum(lengths), 1) for length in lengths]  # a 1-epoch phase stays visible
     figure = _new_figure(11, 6.5)
     axes = figure.subplots(2, len(phases), squeeze=False, sharey="row", gridspec_kw={"width_ratios": widths})
-    for column, (phase, rows_of_phase) in enumerate(zip(phases, rows)):
-        epochs = np.arange(1, len(rows_of_phase) + 1)
-        for axis, metric, label in ((axes[0, column], "accuracy", "Accuracy"), (axes[1, column], "loss", "Loss")):
-            for name, color, line_label in ((metric, TRAIN_COLOR, "Training"), (f"val_{metric}", VALIDATION_COLOR, "Validation")):
-                if name in rows_of_phase:
-                    axis.plot(epochs, rows_of_phase[name], marker="o", markersize=4, color=color, label=line_label)
+    for column, phase in enumerate(phases):
+        for row, (metric, label) in enumerate((("accuracy", "Accuracy"), ("loss", "Loss"))):
+            axis = axes[row, column]
+            for line_label, history, prefix, color in lines:
+                rows = history[phase_of(history) == phase]
+                if prefix + metric in rows and len(rows):
+                    axis.plot(np.arange(1, len(rows) + 1), rows[prefix + metric], marker="o", markersize=4,
+                              color=color, label=line_label)
             heading = f"phase {column + 1}: {phase}, {label.lower()}" if phase else f"{label} per epoch"
             _style_epoch_axis(axis, heading, label if column == 0 else "")
-            if (column or metric == "loss") and axis.get_legend():
+            if (column or row) and axis.get_legend():
                 axis.get_legend().remove()  # one legend, in the first panel
-            if len(epochs) == 1:
+            if lengths[column] == 1:
                 axis.set_xlim(0.5, 1.5)
                 axis.set_xticks([1])
     if title:
@@ -89,23 +79,18 @@ def plot_training_curves(history: pd.DataFrame, title: str | None = None):
     return figure
 
 
-def plot_validation_curves(histories: Mapping[str, pd.DataFrame]):
-    """Validation accuracy and loss of several runs on one figure ({run name: history})."""
+def plot_training_curves(history: pd.DataFrame, title: str | None = None):
+    """Training and validation accuracy and loss per epoch of a run's history.csv (missing columns skipped),
+    each phase in its own panels."""
+    return _phase_figure([("Training", history, "", TRAIN_COLOR), ("Validation", history, "val_", VALIDATION_COLOR)],
+                         title)
+
+
+def plot_validation_curves(histories: Mapping[str, pd.DataFrame], title: str = "Validation curves"):
+    """Validation accuracy and loss of several runs ({run name: history}), each phase in its own panels."""
     if not histories:
         raise ValueError("plot_validation_curves needs at least one {name: history} entry.")
-    figure = _new_figure(11, 4)
-    axes = figure.subplots(1, 2)
-    for name, history in histories.items():
-        epochs = _epoch_axis(history)
-        for axis, metric in ((axes[0], "val_accuracy"), (axes[1], "val_loss")):
-            if metric in history:
-                line = axis.plot(epochs, history[metric], marker="o", markersize=3, label=name)[0]
-                for position, _ in _phase_boundaries(history, epochs):
-                    axis.axvline(position, color=line.get_color(), linestyle=":", linewidth=1)
-    for axis, label in ((axes[0], "Validation accuracy"), (axes[1], "Validation loss")):
-        _style_epoch_axis(axis, label, label)
-    figure.suptitle("Validation curves")
-    return figure
+    return _phase_figure([(name, history, "val_", None) for name, history in histories.items()], title)
 
 
 def plot_confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence[str]):
@@ -203,16 +188,16 @@ def plot_misclassified(images, y_true, proba, class_names: Sequence[str], n: int
         axis.text(0.5, 0.5, "No misclassified images", ha="center", va="center")
         axis.set_title(title)
         return figure
-    columns = min(8, len(chosen))
+    columns = min(6, len(chosen))
     rows = int(np.ceil(len(chosen) / columns))
-    figure = _new_figure(1.6 * columns, 1.9 * rows + 0.4)
+    figure = _new_figure(1.8 * columns, 2.1 * rows + 0.4)
     axes = np.atleast_1d(figure.subplots(rows, columns)).ravel()
     for axis in axes:
         axis.axis("off")
     for axis, index in zip(axes, chosen):
         axis.imshow(_face(images[index]), cmap="gray", vmin=0, vmax=255)
         axis.set_title(f"true: {class_names[y_true[index]]}\npred: {class_names[predicted[index]]} "
-                       f"({confidence[index]:.2f})", fontsize=8)
+                       f"({confidence[index]:.2f})", fontsize=10)
     figure.suptitle(title)
     return figure
 
@@ -235,7 +220,7 @@ def plot_gradcam(images, heatmaps, titles: Sequence[str] | None = None, title: s
             axis.set_yticks([])
         axes[1, column].imshow(heatmaps[column], cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
         if titles is not None:
-            axes[0, column].set_title(titles[column], fontsize=8)
+            axes[0, column].set_title(titles[column], fontsize=10)
     axes[0, 0].set_ylabel("Face")
     axes[1, 0].set_ylabel("Grad-CAM")
     if title:

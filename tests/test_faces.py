@@ -471,7 +471,7 @@ def test_cli_predict_on_a_photo(run_dir, tmp_path, capsys, photo):
 
 
 @needs_haar
-def test_cli_predict_with_the_haar_cascade_prints_its_box(without_mtcnn, run_dir, capsys):
+def test_cli_predict_with_the_haar_cascade_prints_its_box(without_mtcnn, without_blazeface, run_dir, capsys):
     assert cli.main(["predict", "--model", str(run_dir), str(faces.sample_photo_path())]) == 0
     printed = capsys.readouterr().out
     assert "x=155 y=105 w=222 h=222" in printed and "detector: haar" in printed

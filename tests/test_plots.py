@@ -59,11 +59,12 @@ def test_a_one_epoch_phase_still_gets_a_visible_panel():
     assert len(single.axes) == 2 and single.axes[0].get_title() == "Accuracy per epoch"
 
 
-def test_validation_curves_show_one_line_per_run():
+def test_validation_curves_show_one_line_per_run_in_each_phase():
     figure = plots.plot_validation_curves({"vgg16": _history(), "resnet50": _history(0.05)})
-    accuracy_axis, loss_axis = figure.axes
-    assert accuracy_axis.get_title() == "Validation accuracy" and loss_axis.get_title() == "Validation loss"
-    assert [text.get_text() for text in accuracy_axis.get_legend().get_texts()] == ["vgg16", "resnet50"]
+    assert [axis.get_title() for axis in figure.axes][:2] == ["phase 1: head, accuracy", "phase 2: finetune, accuracy"]
+    assert [text.get_text() for text in figure.axes[0].get_legend().get_texts()] == ["vgg16", "resnet50"]
+    np.testing.assert_allclose(figure.axes[1].get_lines()[1].get_ydata(), [0.53, 0.55, 0.57])
+    assert figure.get_suptitle() == "Validation curves"
     with pytest.raises(ValueError):
         plots.plot_validation_curves({})
 
