@@ -53,7 +53,7 @@ BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
 RUNS_ON_DRIVE = False  # Colab only: keep run folders on Google Drive (a Colab VM forgets them)
 VAL_FRACTION = 0.1  # share of train held out for validation (the test split is never used to tune)
 if SMOKE:
-    VAL_FRACTION = 0.2  # as the training notebooks' smoke settings: enough validation faces to test against chance
+    VAL_FRACTION = 0.2  # as in the training notebooks' smoke settings: enough faces to test against chance
 
 # %%
 import sys

@@ -248,7 +248,8 @@ if not training.phase_done(RUN_DIR, "head"):
         class_weight=class_weight, callbacks=training.callbacks(RUN_DIR, "head", patience=PATIENCE), verbose=0,
     )
 head_record = training.finish_phase(model, RUN_DIR, "head", trained=head)
-print(f"head: {head_record['epochs_run']} epoch(s) in {head_record['seconds']:.1f} s; best validation accuracy "
+print(f"head: {head_record['epochs_run']} epoch(s), {head_record['seconds']:.1f} s in epochs (the bar's clock "
+      f"also counts set-up); best validation accuracy "
       f"{head_record['best_val_accuracy']:.3f} at epoch {head_record['best_epoch']}")
 
 # %% [markdown]
@@ -328,7 +329,7 @@ if not training.phase_done(RUN_DIR, "finetune"):
                                      baseline=head_record["best_val_accuracy"]),
     )
 finetune_record = training.finish_phase(model, RUN_DIR, "finetune", fallback="head")
-print(f"fine-tuning: {finetune_record['epochs_run']} epoch(s) in {finetune_record['seconds']:.1f} s; "
+print(f"fine-tuning: {finetune_record['epochs_run']} epoch(s), {finetune_record['seconds']:.1f} s in epochs; "
       + ("kept" if finetune_record["kept"] else "no epoch beat the head phase, so its weights are kept"))
 
 # %% [markdown]
@@ -349,16 +350,18 @@ print("the run folder holds:", ", ".join(written))
 # Each phase has its own panels and epoch axis. **How to read them.** In a healthy head phase on
 # FER2013 both accuracies rise over the first epochs and the validation loss falls, then flattens.
 # Training accuracy still rising while validation accuracy stalls is the head starting to memorise
-# the training faces; early stopping ends the phase there (`PATIENCE`) and the best epoch is kept. In
+# the training faces; early stopping ends the phase there (`PATIENCE`; 0, as in smoke runs, turns it
+# off) and the best epoch is kept. In
 # fine-tuning, validation accuracy should start near the head phase's best and climb a few points as
-# the learning rate decays; when no epoch beats the head phase, its weights are kept (said above).
+# the learning rate decays; when no epoch beats the head phase, the head phase's weights are kept.
 
 # %%
 limits = {"drawn demo faces": context.data.is_demo, "random weights": WEIGHTS is None}
 not_real = [what for what, applies in limits.items() if applies]
-caveat = (f"{' and '.join(not_real)}: not what training on FER2013 with ImageNet weights looks like"
+caveat = (f"{' and '.join(not_real)}: the head can only memorise the training faces, and fine-tuning "
+          "random weights can collapse; not what training on FER2013 with ImageNet weights looks like"
           if not_real else "")
-title = f"{BACKBONE}: training and validation" + (f"\n({caveat})" if caveat else "")
+title = f"{BACKBONE}: training and validation" + ("\n(" + caveat.replace("; ", ";\n") + ")" if caveat else "")
 plots.plot_training_curves(run.history, title=title)
 
 # %%
@@ -386,7 +389,7 @@ plots.plot_confusion_matrices({BACKBONE: result.confusion}, validation.class_nam
 # ### Did it learn?
 #
 # Chance is not 1/7 here: a model that ignores the face but predicts each class as often as this one
-# does would score `chance_accuracy` (always answering the largest class scores exactly that). A
+# does would score `chance_accuracy` (for a model that always answers one class, that class's share). A
 # one-sided binomial test says whether the observed accuracy beats it. In smoke mode this is the
 # regression check of the whole pipeline: it fails the notebook (and CI) when the model learned nothing.
 
@@ -406,8 +409,9 @@ print(training.check_learned(validation, result, smoke=SMOKE))
 # | ResNet, trained end to end on FER2013 | 72.4% | Pramerdorfer & Kampel, 2016 |
 # | VGGNet with a tuned training schedule | 73.3% | Khaireddin & Chen, 2021 |
 #
-# A frozen ImageNet backbone with a new head (phase 1 here) scores well below those: its features
-# describe colour objects at 224 px, not 48-px gray faces. Fine-tuning the top block (phase 2)
+# A frozen ImageNet backbone with a new head (phase 1 here) has no published figure under this
+# protocol; expect it well below those, since its features describe colour objects at 224 px, not 48-px
+# gray faces. Fine-tuning the top block (phase 2)
 # closes part of that gap; a 48-px CPU run closes less of it than a 96-px GPU run. This project's
 # own reference, a small CNN trained from scratch for 20 minutes on a 2-core CPU, reaches about 61-63%
 # on PublicTest (`benchmarks/README.md`).

@@ -161,18 +161,21 @@ plots.plot_per_class_f1({name: result.per_class for name, result in results.item
 # ### Training and validation curves of every run
 
 # %%
-plots.plot_validation_curves({path.name: runs.load_history(path) for path in run_dirs})
+caveat = f"\n(read with care: {'; '.join(limits)})" if limits else ""
+plots.plot_validation_curves({path.name: runs.load_history(path) for path in run_dirs},
+                             title=f"Validation curves{caveat}")
 
 # %% [markdown]
 # ### Misclassified faces
 #
-# The most confident mistakes of the run with the best *validation* accuracy: often a sign of label
-# noise or of genuinely ambiguous faces.
+# The most confident mistakes of the run with the best *validation* accuracy. On FER2013 they are often
+# label noise or genuinely ambiguous faces; on the drawn demo faces, whose labels are exact, they are the
+# model's own errors.
 
 # %%
 chosen = runs.best_run(context.runs_dir).name
 mistakes = results[chosen]
-plots.plot_misclassified(test.images, mistakes.y_true, mistakes.proba, test.class_names, n=16,
+plots.plot_misclassified(test.images, mistakes.y_true, mistakes.proba, test.class_names, n=12,
                          title=f"{chosen}: confident mistakes")
 
 # %% [markdown]
@@ -215,8 +218,9 @@ for path in run_dirs:
 # ## Test-time augmentation
 #
 # Each face and its mirror image are scored and the probabilities averaged. The mirror is one of the
-# training augmentations, so it usually helps a little; whether it helped these models is in the
-# conclusion below, computed from the two tables.
+# training augmentations of fine-tuning and of the small CNN (the cached head phase sees none), so it
+# usually helps weights trained that way a little. Whether it helped these models is in the conclusion
+# below, computed from the two tables; compare the change with the confidence intervals.
 
 # %%
 tta_results = [

@@ -82,7 +82,7 @@ context = notebook.setup(data=DATA, seed=SEED, runs_on_drive=RUNS_ON_DRIVE, back
 # %%
 run = loading.load_model(MODEL or loading.default_model(context.runs_dir))
 accuracy = run.val_metrics.get("accuracy", float("nan"))
-print(f"Model: {loading.describe(run)}")
+print("Model:", loading.describe(run).replace("; see ", ";\nsee "))
 print(f"backbone {run.config.get('backbone')}, validation accuracy {accuracy:.3f}")
 
 # %% tags=["nbval-check-output"]
@@ -179,10 +179,11 @@ live
 # %%
 Markdown(
     f"On this machine, {context.device['device']}, the video loop ran at **{stats['fps']:.0f} frames per "
-    f"second** end to end with {run.config.get('backbone', 'the model')} at "
+    f"second** end to end on a {snapshots[0].shape[1]}x{snapshots[0].shape[0]} clip with "
+    f"{run.config.get('backbone', 'the model')} at "
     f"{run.config.get('img_size', 48)} px input, and found a face in {stats['frames_with_faces']} of "
     f"{stats['frames']} frames with the {stats['detector']} detector; the photo used "
     f"{faces.resolve_detector()}. On the images of "
     "`benchmarks/bench_detectors.py` (faces tilted by up to 30 degrees included) BlazeFace and MTCNN both "
-    "found all 10 faces, and the Haar cascade 7; neither is made for profile faces."
+    "found all 10 faces, and the Haar cascade 7; none of them is made for profile faces."
 )
