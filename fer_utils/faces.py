@@ -207,16 +207,19 @@ def _load_blazeface():
     """The BlazeFace network (OpenCV DNN, once per process) and its anchor centres, (x, y) in 0..1."""
     import cv2
 
-    network = cv2.dnn.readNetFromTFLite(str(_blazeface_path()))
+    path, engine = str(_blazeface_path()), getattr(cv2.dnn, "ENGINE_CLASSIC", None)
+    # OpenCV 5's new engine returns only the first of the network's two outputs; its classic engine, like
+    # OpenCV 4 (which has no engine argument), returns both.
+    network = cv2.dnn.readNetFromTFLite(path) if engine is None else cv2.dnn.readNetFromTFLite(path, engine=engine)
     grid = BLAZEFACE_SIZE // 4
     anchors = (np.stack(np.mgrid[0:grid, 0:grid][::-1], axis=-1).reshape(-1, 2) + 0.5) / grid
-    return network, network.getUnconnectedOutLayersNames(), anchors.astype(np.float32)
+    return network, anchors.astype(np.float32)
 
 
 def _detect_blazeface(image: np.ndarray, min_size: int, threshold: float = 0.5) -> np.ndarray:
     import cv2
 
-    network, outputs, anchors = _load_blazeface()
+    network, anchors = _load_blazeface()
     rgb = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2) if image.ndim == 2 or image.shape[2] == 1 else image[..., :3]
     height, width = rgb.shape[:2]
     side = max(height, width)
@@ -225,7 +228,7 @@ def _detect_blazeface(image: np.ndarray, min_size: int, threshold: float = 0.5) 
     new_width, new_height = round(width * BLAZEFACE_SIZE / side), round(height * BLAZEFACE_SIZE / side)
     square[:new_height, :new_width] = cv2.resize(rgb, (new_width, new_height), interpolation=cv2.INTER_AREA)
     network.setInput((square * (2.0 / 255.0) - 1.0).transpose(2, 0, 1)[None])  # OpenCV's reader takes NCHW
-    regressors, logits = sorted(network.forward(outputs), key=lambda output: -output.shape[-1])  # names vary by version
+    regressors, logits = network.forward(["reshaped_regressor_face_4", "reshaped_classifier_face_4"])
     logits = np.clip(logits.reshape(-1), -80, 80)
     keep = logits > np.log(threshold / (1.0 - threshold))
     offsets = regressors.reshape(-1, regressors.shape[-1])[keep, :4] / BLAZEFACE_SIZE
