@@ -121,9 +121,10 @@ def _widget_class():
                 self.error = reply["error"] = f"{type(error).__name__}: {error}"
             else:
                 reply.update(result)
-                self.frames += 1
-                self.faces_found += len(result["faces"])
-                self.last_labels = [face["label"] for face in result["faces"]]
+                with self.hold_sync():  # the three counters travel to the page as one message, not three
+                    self.frames += 1
+                    self.faces_found += len(result["faces"])
+                    self.last_labels = [face["label"] for face in result["faces"]]
             self.send(reply)
 
     return WebcamView

@@ -1,7 +1,8 @@
 // Front end of fer_utils.webcam: browser camera -> JPEG -> kernel -> boxes and labels drawn over
-// the live picture. One frame is in flight at a time: the next one is captured only when the
-// kernel has answered the previous one (or REPLY_TIMEOUT_MS has passed), so a slow kernel sets
-// the pace instead of piling up messages.
+// the live picture. At most MAX_IN_FLIGHT frames travel at a time: a new one is captured only when
+// the kernel has answered an earlier one (or REPLY_TIMEOUT_MS has passed), so a slow kernel sets the
+// pace instead of piling up messages. Two, not one: the kernel works on one frame while the next is
+// on its way, because the messages' round trip, not the kernel, takes most of each frame's time.
 //
 // The kernel smooths each face's probabilities over the frames (fer_utils.faces.LabelSmoother), so
 // labels do not flicker; beside the picture, the largest face's label and its seven probabilities.
@@ -12,6 +13,7 @@
 // kernel's counters data-kernel-frames and data-kernel-labels.
 
 const REPLY_TIMEOUT_MS = 10000;
+const MAX_IN_FLIGHT = 2;
 const FPS_WINDOW = 10; // frames per second over the last this many round trips
 const LABEL_HISTORY = 20;
 
@@ -78,7 +80,7 @@ function render({ model, el }) {
   let stream = null;
   let running = false;
   let nextId = 0;
-  let pending = null; // {id, resolve, timer} of the frame in flight
+  const pending = new Map(); // id -> {resolve, timer} of each frame in flight
   let roundTrips = []; // end times of the last round trips, for fps
   let framesSent = 0;
   let results = 0;
@@ -126,11 +128,11 @@ function render({ model, el }) {
   }
 
   function onMessage(msg) {
-    if (!msg || msg.type !== "result" || !pending || msg.id !== pending.id) return;
-    clearTimeout(pending.timer);
-    const done = pending.resolve;
-    pending = null;
-    done(msg);
+    const waiting = msg && msg.type === "result" ? pending.get(msg.id) : undefined;
+    if (!waiting) return;
+    clearTimeout(waiting.timer);
+    pending.delete(msg.id);
+    waiting.resolve(msg);
   }
   model.on("msg:custom", onMessage);
 
@@ -151,7 +153,7 @@ function render({ model, el }) {
       capture.toBlob(async (blob) => {
         const buffer = await blob.arrayBuffer();
         const id = nextId++;
-        pending = { id, resolve, timer: setTimeout(() => { pending = null; resolve(null); }, REPLY_TIMEOUT_MS) };
+        pending.set(id, { resolve, timer: setTimeout(() => { pending.delete(id); resolve(null); }, REPLY_TIMEOUT_MS) });
         framesSent += 1;
         root.dataset.framesSent = String(framesSent);
         model.send({ type: "frame", id, width: capture.width, height: capture.height }, undefined, [buffer]);
@@ -159,41 +161,50 @@ function render({ model, el }) {
     });
   }
 
+  function handleReply(reply) {
+    if (!running) return;
+    if (reply === null) {
+      setState("waiting", "No answer from the kernel (busy, or restarted?); trying again.");
+      return;
+    }
+    if (reply.error) {
+      setState("error", `Kernel error: ${reply.error}`);
+      return;
+    }
+    results += 1;
+    last = reply;
+    roundTrips.push(performance.now());
+    if (roundTrips.length > FPS_WINDOW) roundTrips.shift();
+    const rate = fps();
+    const labels = reply.faces.map((f) => f.label);
+    Object.assign(root.dataset, {
+      results: String(results), faces: String(reply.faces.length),
+      labels: labels.join(","), fps: rate.toFixed(2),
+    });
+    drawOverlay();
+    showChart(reply.faces);
+    status.textContent = `${rate.toFixed(1)} fps end to end · ${reply.faces.length} face(s)` +
+      (labels.length ? `: ${labels.join(", ")}` : "") + ` · kernel ${Math.round(1000 * reply.seconds)} ms (${reply.detector})`;
+    root.dataset.state = "running";
+    if (results % FPS_WINDOW === 0) {
+      model.set("fps", rate);
+      model.save_changes();
+    }
+  }
+
   async function loop() {
+    const inFlight = new Set();
     while (running) {
       if (video.readyState < 2 || !video.videoWidth) {
         await new Promise((r) => setTimeout(r, 50));
         continue;
       }
-      const reply = await sendFrame();
-      if (!running) break;
-      if (reply === null) {
-        setState("waiting", "No answer from the kernel (busy, or restarted?); trying again.");
-        continue;
+      while (inFlight.size < MAX_IN_FLIGHT) {
+        const trip = sendFrame().then(handleReply);
+        inFlight.add(trip);
+        trip.finally(() => inFlight.delete(trip));
       }
-      if (reply.error) {
-        setState("error", `Kernel error: ${reply.error}`);
-        continue;
-      }
-      results += 1;
-      last = reply;
-      roundTrips.push(performance.now());
-      if (roundTrips.length > FPS_WINDOW) roundTrips.shift();
-      const rate = fps();
-      const labels = reply.faces.map((f) => f.label);
-      Object.assign(root.dataset, {
-        results: String(results), faces: String(reply.faces.length),
-        labels: labels.join(","), fps: rate.toFixed(2),
-      });
-      drawOverlay();
-      showChart(reply.faces);
-      status.textContent = `${rate.toFixed(1)} fps end to end · ${reply.faces.length} face(s)` +
-        (labels.length ? `: ${labels.join(", ")}` : "") + ` · kernel ${Math.round(1000 * reply.seconds)} ms (${reply.detector})`;
-      root.dataset.state = "running";
-      if (results % FPS_WINDOW === 0) {
-        model.set("fps", rate);
-        model.save_changes();
-      }
+      await Promise.race(inFlight);
     }
   }
 
@@ -224,7 +235,8 @@ function render({ model, el }) {
 
   function stop() {
     running = false;
-    if (pending) { clearTimeout(pending.timer); pending = null; }
+    pending.forEach((waiting) => { clearTimeout(waiting.timer); waiting.resolve(null); });
+    pending.clear();
     if (stream) stream.getTracks().forEach((track) => track.stop());
     stream = null;
     video.srcObject = null;
