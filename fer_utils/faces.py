@@ -220,7 +220,8 @@ def _detect_blazeface(image: np.ndarray, min_size: int, threshold: float = 0.5) 
     import cv2
 
     network, anchors = _load_blazeface()
-    rgb = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2) if image.ndim == 2 or image.shape[2] == 1 else image[..., :3]
+    gray = image.ndim == 2 or image.shape[2] == 1
+    rgb = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=2) if gray else image[..., :3]
     height, width = rgb.shape[:2]
     side = max(height, width)
     # Padded (bottom, right) to a square rather than stretched, so faces keep their shape.
@@ -301,7 +302,8 @@ def resolve_detector(detector: str = "auto", live: bool = False) -> str:
     details = " ".join(f"[{name}] {reason}" for name, reason in reasons.items())
     raise FileNotFoundError(
         f"No face detector is available. {details} Install one: {DETECTOR_INSTALL['blazeface']} or "
-        f"{DETECTOR_INSTALL['mtcnn']} (both work with OpenCV 4 and 5), or {DETECTOR_INSTALL['haar']} for the Haar cascade."
+        f"{DETECTOR_INSTALL['mtcnn']} (both work with OpenCV 4 and 5), or {DETECTOR_INSTALL['haar']} for the "
+        "Haar cascade."
     )
 
 
