@@ -48,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_utils.faces import box_iou
+
 
 @dataclasses.dataclass(frozen=True)
 class BenchImage:
@@ -58,18 +60,10 @@ class BenchImage:
     faces: tuple[tuple[float, float, float, float], ...]
 
 
-def iou(box_a, box_b) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax, ay, aw, ah = box_a
-    bx, by, bw, bh = box_b
-    overlap = max(0.0, min(ax + aw, bx + bw) - max(ax, bx)) * max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    return overlap / (aw * ah + bw * bh - overlap)
-
-
 def score(boxes, truth, threshold: float) -> tuple[int, int]:
     """(faces found, false boxes): boxes are matched greedily, best IoU first, one face each."""
     pairs = sorted(
-        ((iou(box, face), b, f) for b, box in enumerate(boxes) for f, face in enumerate(truth)), reverse=True
+        ((box_iou(box, face), b, f) for b, box in enumerate(boxes) for f, face in enumerate(truth)), reverse=True
     )
     used_boxes, used_faces = set(), set()
     for overlap, b, f in pairs:

@@ -408,7 +408,7 @@ def predict_faces(model, image: np.ndarray, class_names=None, boxes=None, min_si
     ]
 
 
-def _overlap(box_a, box_b) -> float:
+def box_iou(box_a, box_b) -> float:
     """Intersection over union of two (x, y, w, h) boxes."""
     (ax, ay, aw, ah), (bx, by, bw, bh) = box_a, box_b
     inter = max(0, min(ax + aw, bx + bw) - max(ax, bx)) * max(0, min(ay + ah, by + bh) - max(ay, by))
@@ -431,7 +431,7 @@ class LabelSmoother:
         """The frame's predictions with smoothed probabilities, labels and confidences; faces gone are forgotten."""
         previous, current, smoothed = list(self._faces), [], []
         for prediction in predictions:
-            overlaps = [_overlap(prediction.box, box) for box, _ in previous]
+            overlaps = [box_iou(prediction.box, box) for box, _ in previous]
             probabilities = np.asarray(prediction.probabilities, dtype=np.float64)
             if overlaps and max(overlaps) >= self.min_overlap:
                 _, earlier = previous.pop(int(np.argmax(overlaps)))  # one earlier face feeds one face

@@ -279,7 +279,8 @@ def plot_image_rows(rows: Mapping[str, np.ndarray], title: str | None = None,
     labels = list(rows)
     columns = columns or max(len(images) for images in rows.values())
     first = np.asarray(next(iter(rows.values()))[0])
-    figure = _new_figure(cell_inches * columns + 1.0, (cell_inches * first.shape[0] / first.shape[1] + 0.1) * len(labels))
+    row_inches = cell_inches * first.shape[0] / first.shape[1] + 0.1  # rows as tall as the images' aspect needs
+    figure = _new_figure(cell_inches * columns + 1.0, row_inches * len(labels))
     grid = figure.subplots(len(labels), columns, squeeze=False)
     for row, label in enumerate(labels):
         grid[row, 0].set_ylabel(label, rotation=0, ha="right", va="center")
